@@ -1,0 +1,261 @@
+"""Decode any audio file to float32 mono at a chosen rate.
+
+wav, flac, ogg, opus and mp3 are decoded in-process by libsndfile (python-soundfile); anything else
+(m4a, aac, wma, video containers, ...) goes through ``ffmpeg`` when it is installed. Channels are mixed
+down by averaging; rates are converted with soxr (high quality). Everything goes through one streaming
+path, so a two-hour file can be read block by block with bounded memory (:func:`stream_audio`), and a
+short file in one call (:func:`load_audio`).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from ..errors import AudioDecodeError
+
+#: Extensions libsndfile decodes in-process.
+NATIVE_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au"}
+#: Extensions we go looking for when a folder is given; ffmpeg handles those libsndfile cannot.
+AUDIO_EXTENSIONS = NATIVE_EXTENSIONS | {".m4a", ".aac", ".mp4", ".wma", ".webm", ".mka", ".amr", ".3gp"}
+
+_BLOCK_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds before any conversion."""
+
+    sample_rate: int
+    channels: int
+    frames: int | None  # None when the container does not say
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.frames is None else self.frames / self.sample_rate
+
+
+def ffmpeg_available() -> bool:
+    return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise AudioDecodeError(path, "file does not exist")
+    if not path.is_file():
+        raise AudioDecodeError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(path, "empty file (0 bytes)")
+
+
+def _ffprobe(path: Path) -> AudioInfo:
+    cmd = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+           "stream=sample_rate,channels,duration_ts", "-of", "json", str(path)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, timeout=60, check=True).stdout
+        streams = json.loads(out or b"{}").get("streams", [])
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+        raise AudioDecodeError(path, f"ffprobe could not read it ({type(exc).__name__})") from None
+    if not streams:
+        raise AudioDecodeError(path, "no audio stream found (not an audio file?)")
+    s = streams[0]
+    return AudioInfo(int(s["sample_rate"]), int(s["channels"]), None)
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """Rate, channels and length of a file, without decoding it."""
+    path = Path(path)
+    _check_file(path)
+    if path.suffix.lower() in NATIVE_EXTENSIONS:
+        try:
+            i = sf.info(str(path))
+            return AudioInfo(int(i.samplerate), int(i.channels), int(i.frames) if i.frames > 0 else None)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            if not ffmpeg_available():
+                raise AudioDecodeError(path, f"not readable as audio ({_short(exc)})") from None
+    elif not ffmpeg_available():
+        raise _needs_ffmpeg(path)
+    return _ffprobe(path)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+def _native_blocks(path: Path, block_s: float) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise AudioDecodeError(path, f"not readable as audio ({_short(exc)})") from None
+    info = AudioInfo(int(f.samplerate), int(f.channels), int(f.frames) if f.frames > 0 else None)
+    block_frames = max(1, int(block_s * info.sample_rate))
+
+    def gen() -> Iterator[np.ndarray]:
+        with f:
+            while True:
+                try:
+                    block = f.read(block_frames, dtype="float32", always_2d=True)
+                except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+                    raise AudioDecodeError(path, f"decoding failed midway ({_short(exc)})") from None
+                if block.shape[0] == 0:
+                    return
+                yield block
+
+    return info, gen()
+
+
+def _ffmpeg_blocks(path: Path, block_s: float) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+    info = _ffprobe(path)
+    block_frames = max(1, int(block_s * info.sample_rate))
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le",
+           "-acodec", "pcm_f32le", "-"]
+
+    def gen() -> Iterator[np.ndarray]:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stderr is not None
+        frame_bytes = 4 * info.channels
+        try:
+            pending = b""
+            while True:
+                chunk = proc.stdout.read(block_frames * frame_bytes)
+                if not chunk:
+                    break
+                chunk = pending + chunk
+                usable = len(chunk) - len(chunk) % frame_bytes
+                pending = chunk[usable:]
+                if usable:
+                    yield np.frombuffer(chunk[:usable], dtype="<f4").reshape(-1, info.channels)
+            err = proc.stderr.read().decode(errors="replace").strip()
+            if proc.wait() != 0:
+                raise AudioDecodeError(path, f"ffmpeg failed: {err.splitlines()[-1] if err else 'unknown'}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    return info, gen()
+
+
+def _needs_ffmpeg(path: Path) -> AudioDecodeError:
+    return AudioDecodeError(path, f"format {path.suffix or '(none)'} needs ffmpeg, which is not installed "
+                                  "(apt-get install ffmpeg / brew install ffmpeg)")
+
+
+def open_blocks(path: str | Path, block_s: float = _BLOCK_SECONDS) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+    """Open a file for streaming: its info and an iterator of ``(frames, channels)`` float32 blocks."""
+    path = Path(path)
+    _check_file(path)
+    if path.suffix.lower() in NATIVE_EXTENSIONS:
+        try:
+            return _native_blocks(path, block_s)
+        except AudioDecodeError:
+            if not ffmpeg_available():
+                raise
+    elif not ffmpeg_available():
+        raise _needs_ffmpeg(path)
+    return _ffmpeg_blocks(path, block_s)
+
+
+def _to_mono(block: np.ndarray) -> np.ndarray:
+    return block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+
+
+def stream_audio(
+    path: str | Path, sample_rate: int, block_s: float = _BLOCK_SECONDS, max_duration_s: float | None = None
+) -> Iterator[np.ndarray]:
+    """Yield float32 mono blocks at ``sample_rate``; memory stays bounded whatever the file's length.
+
+    Raises:
+        AudioDecodeError: the file is missing, empty, not audio, or holds NaN/Inf samples.
+    """
+    path = Path(path)
+    info, blocks = open_blocks(path, block_s)
+    if info.sample_rate <= 0:
+        raise AudioDecodeError(path, f"invalid sample rate {info.sample_rate}")
+    resampler = (
+        None if info.sample_rate == sample_rate
+        else soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
+    )
+    remaining = None if max_duration_s is None else int(round(max_duration_s * info.sample_rate))
+    for block in blocks:
+        if remaining is not None:
+            if remaining <= 0:
+                break
+            block = block[:remaining]
+            remaining -= block.shape[0]
+        mono = _to_mono(block)
+        if not np.isfinite(mono).all():
+            raise AudioDecodeError(path, "contains NaN or Inf samples (a broken float file)")
+        out = mono if resampler is None else resampler.resample_chunk(mono)
+        if out.size:
+            yield np.ascontiguousarray(out, dtype=np.float32)
+    if resampler is not None:
+        tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        if tail.size:
+            yield np.ascontiguousarray(tail, dtype=np.float32)
+
+
+def load_audio(
+    path: str | Path,
+    sample_rate: int,
+    *,
+    max_duration_s: float | None = None,
+    min_duration_s: float = 0.0,
+    reject_silent: bool = False,
+) -> np.ndarray:
+    """Decode a whole file to a float32 mono array of shape ``(samples,)`` at ``sample_rate``.
+
+    Raises:
+        AudioDecodeError: unreadable, empty, NaN/Inf, shorter than ``min_duration_s``, or (with
+            ``reject_silent``) digitally silent.
+    """
+    path = Path(path)
+    blocks = list(stream_audio(path, sample_rate, max_duration_s=max_duration_s))
+    audio = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+    check_audio(audio, sample_rate, path, min_duration_s=min_duration_s, reject_silent=reject_silent)
+    return audio
+
+
+def check_audio(
+    audio: np.ndarray, sample_rate: int, path: str | Path, *, min_duration_s: float = 0.0,
+    reject_silent: bool = False,
+) -> None:
+    """Raise :class:`AudioDecodeError` for decoded audio that cannot be used."""
+    check_stream(int(audio.size), bool(np.any(audio)), sample_rate, path, min_duration_s=min_duration_s,
+                 reject_silent=reject_silent)
+
+
+def check_stream(
+    n_samples: int, any_nonzero: bool, sample_rate: int, path: str | Path, *, min_duration_s: float = 0.0,
+    reject_silent: bool = False,
+) -> None:
+    """The checks of :func:`check_audio` from a stream's sample count and whether any sample was non-zero."""
+    if n_samples == 0:
+        raise AudioDecodeError(path, "no audio samples (empty or truncated before the first frame)")
+    if n_samples < max(1, int(round(min_duration_s * sample_rate))):
+        raise AudioDecodeError(
+            path, f"too short: {n_samples / sample_rate * 1000:.1f} ms, at least {min_duration_s * 1000:.0f} ms "
+                  "needed (audio.min_duration_s)"
+        )
+    if reject_silent and not any_nonzero:
+        raise AudioDecodeError(path, "silent: every sample is zero")
+
+
+def resample(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """High-quality resampling of a mono float array."""
+    if orig_rate == new_rate:
+        return audio.astype(np.float32, copy=False)
+    return soxr.resample(audio.astype(np.float32, copy=False), orig_rate, new_rate, quality="HQ")
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
+    """Write audio with soundfile (format from the extension)."""
+    sf.write(str(path), audio, sample_rate, subtype=subtype)

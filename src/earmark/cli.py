@@ -1,0 +1,221 @@
+"""The ``earmark`` command line (one Typer app). Results go to stdout; logs and progress to stderr."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import EarmarkError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="earmark: from a folder of labeled audio to a trained, evaluated, served classifier.")
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a setting: key=value "
+                                                      "(e.g. --set train.epochs=5). Repeatable.")]
+RecipeOpt = Annotated[str, typer.Option("--recipe", "-r", help="Built-in recipe name or YAML file.")]
+GroupOpt = Annotated[Optional[str], typer.Option("--group", "-g", help="Manifest column that groups files "
+                                                 "(speaker, artist, ...); groups never straddle a split.")]
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="earmark: %(message)s",
+                        stream=sys.stderr, force=True)
+    for noisy in ("matplotlib", "PIL", "urllib3", "httpx", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More logging.")] = False) -> None:
+    _setup_logging(verbose)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Dataset folder (class folders, manifest.csv, or a known layout).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to create (or resume).")],
+    recipe: RecipeOpt = "default",
+    overrides: SetOpt = None,
+    group: GroupOpt = None,
+) -> None:
+    """Train and evaluate a model; resumes an interrupted run in the same folder."""
+    from .pipeline import train as run_train
+
+    try:
+        run = run_train(data, out, recipe, overrides, group=group)
+    except EarmarkError as exc:
+        _fail(exc)
+    _print_summary(run.path)
+
+
+def _print_summary(run_path: Path) -> None:
+    m = json.loads((run_path / "metrics.json").read_text())
+    n = m["n_folds"]
+    sd = (lambda k: f" ± {100 * m[k + '_std']:.1f}" if n > 1 else "")
+    typer.echo(f"segment accuracy {100 * m['segment_accuracy']:.1f}%{sd('segment_accuracy')}, "
+               f"track accuracy {100 * m['track_accuracy']:.1f}%{sd('track_accuracy')}, "
+               f"track macro-F1 {100 * m['track_macro_f1']:.1f}%{sd('track_macro_f1')} "
+               f"({n} fold{'s' * (n > 1)}, {m['n_skipped']} skipped)")
+    typer.echo(f"run folder: {run_path}  (report.md, metrics.json, confusion_matrix.png, training_curves.png)")
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    data: Annotated[Path, typer.Argument(help="Labeled dataset to score the run on.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write the scores "
+                                                "(default RUN/evaluations/<data name>).")] = None,
+) -> None:
+    """Score an existing run on a labeled dataset."""
+    from .pipeline import evaluate as run_evaluate
+
+    try:
+        m = run_evaluate(run, data, out)
+    except EarmarkError as exc:
+        _fail(exc)
+    typer.echo(f"segment accuracy {100 * m['segment_accuracy']:.1f}%, track accuracy "
+               f"{100 * m['track_accuracy']:.1f}%, track macro-F1 {100 * m['track_macro_f1']:.1f}% "
+               f"on {m['n_test_tracks']} files ({m['n_skipped']} skipped); details in {m['out']}")
+
+
+@app.command()
+def predict(
+    run: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    paths: Annotated[list[Path], typer.Argument(help="Audio files or folders, any length and format.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json or csv.")] = "json",
+    segments: Annotated[bool, typer.Option("--segments", help="Add each segment's start, end and "
+                                           "probabilities.")] = False,
+    backend: Annotated[str, typer.Option("--backend", help="torch or onnx.")] = "torch",
+) -> None:
+    """Predict the class of audio files (one answer per file)."""
+    from .inference.predictor import Predictor
+
+    if fmt not in ("json", "csv"):
+        _fail(EarmarkError(f"--format must be json or csv, not {fmt!r}"))
+    try:
+        predictor = Predictor(run, backend=backend)  # type: ignore[arg-type]
+        results = predictor.predict(paths, segments=segments)
+    except EarmarkError as exc:
+        _fail(exc)
+    if fmt == "json":
+        typer.echo(json.dumps(results, indent=2))
+    else:
+        _write_csv(results, predictor.labels, segments)
+    if results and all("error" in r for r in results):
+        raise typer.Exit(1)
+
+
+def _write_csv(results: list[dict], labels: list[str], segments: bool) -> None:
+    w = csv.writer(sys.stdout, lineterminator="\n")
+    probs = [f"p_{lbl}" for lbl in labels]
+    if segments:
+        w.writerow(["path", "start_s", "end_s", "label", *probs, "track_label", "error"])
+        for r in results:
+            if "error" in r:
+                w.writerow([r["path"], "", "", "", *[""] * len(labels), "", r["error"]])
+                continue
+            for s in r["segments"]:
+                w.writerow([r["path"], s["start"], s["end"], s["label"], *(s["probabilities"][lbl] for lbl in labels),
+                            r["label"], ""])
+    else:
+        w.writerow(["path", "label", *probs, "error"])
+        for r in results:
+            if "error" in r:
+                w.writerow([r["path"], "", *[""] * len(labels), r["error"]])
+            else:
+                w.writerow([r["path"], r["label"], *(r["probabilities"][lbl] for lbl in labels), ""])
+
+
+@app.command()
+def prepare(
+    data: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    recipe: RecipeOpt = "default",
+    overrides: SetOpt = None,
+    group: GroupOpt = None,
+) -> None:
+    """Decode and cache a dataset (resumable); training does this itself when needed."""
+    from .config import load_recipe
+    from .pipeline import load_dataset
+
+    try:
+        rec = load_recipe(recipe, overrides)
+        if group:
+            rec.data.group = group
+        ds = load_dataset(data, rec)
+    except EarmarkError as exc:
+        _fail(exc)
+    ok = int(ds.store.ok.sum())
+    seconds = float(ds.store.lengths.sum()) / rec.audio.sample_rate
+    typer.echo(f"{ds.manifest.layout} layout: {len(ds.manifest)} files, {len(ds.labels)} classes, "
+               f"{ok} prepared ({seconds / 60:.1f} min of audio at {rec.audio.sample_rate} Hz), "
+               f"{len(ds.skipped())} skipped; store: {ds.store.folder}")
+    for path, reason in ds.skipped()[:20]:
+        typer.echo(f"  skipped {path}: {reason}")
+
+
+@app.command()
+def recipes() -> None:
+    """List the built-in recipes."""
+    from .config import load_recipe, recipe_names
+
+    for name in recipe_names():
+        typer.echo(f"{name:28s} {load_recipe(name).description.strip().splitlines()[0]}")
+
+
+@app.command()
+def models(pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g. 'res*'.")] = "*") -> None:
+    """List the models in the registry."""
+    from .models.registry import get_spec, list_models
+
+    for name in list_models(pattern):
+        spec = get_spec(name)
+        typer.echo(f"{name:20s} {spec.family:10s} {spec.input:12s} {spec.description}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the dataset and the run.")] = Path("earmark-demo"),
+    overrides: SetOpt = None,
+) -> None:
+    """Synthesize a small dataset, train, evaluate and predict on it (a few minutes on a laptop CPU)."""
+    from .demo import make_demo_dataset
+    from .inference.predictor import Predictor
+    from .pipeline import train as run_train
+
+    data = out / "data"
+    if not data.is_dir():
+        typer.echo(f"synthesizing a 5-class dataset in {data} ...")
+        make_demo_dataset(data)
+    try:
+        run = run_train(data, out / "run", "demo", overrides)
+    except EarmarkError as exc:
+        _fail(exc)
+    _print_summary(run.path)
+    long_file = out / "demo-long.wav"
+    result = Predictor(run.path).predict([long_file], segments=True)[0]
+    typer.echo(f"\n{long_file} (tone, then knock, then chirp; 4 s each) -> {result['label']}")
+    for s in result["segments"]:
+        bar = "#" * int(20 * s["probabilities"][s["label"]])
+        typer.echo(f"  {s['start']:5.1f}-{s['end']:5.1f} s  {s['label']:6s} {bar}")
+    typer.echo(f"\nnext: earmark predict {run.path} YOUR_FILES  |  report: {run.path / 'report.md'}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted: run the same command again to resume", err=True)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,320 @@
+"""The typed recipe: every setting of a run, loaded from YAML, with dotted overrides.
+
+A recipe is the complete description of a run. The resolved recipe is saved in the run folder, so the
+preprocessing that trained a model always travels with it.
+
+    >>> r = load_recipe("default", ["train.epochs=5", "model.name=resnet34"])
+    >>> r.train.epochs
+    5
+"""
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AudioConfig(_Section):
+    """Decoding: every file becomes float32 mono at ``sample_rate``."""
+
+    sample_rate: int = Field(16000, gt=0, description="Rate every file is resampled to (Hz).")
+    max_duration_s: float | None = Field(
+        None, gt=0, description="Keep only the first seconds of each file (None: the whole file)."
+    )
+    min_duration_s: float = Field(
+        0.05, ge=0, description="Files shorter than this are skipped and reported (too short to classify)."
+    )
+    separation: Literal["none", "repet", "hpss", "demucs"] = Field(
+        "none", description="Vocal separation before features: keep only the separated vocals."
+    )
+    demucs_checkpoint: str | None = Field(None, description="Local Demucs checkpoint (separation=demucs).")
+
+
+class SegmentConfig(_Section):
+    """Divide and conquer: fixed-length windows with a hop."""
+
+    length_s: float = Field(1.0, gt=0, description="Segment length in seconds.")
+    hop_s: float = Field(0.5, gt=0, description="Hop between segment starts in seconds.")
+    short: Literal["pad", "repeat", "drop"] = Field(
+        "pad", description="A file shorter than one segment: zero-pad, loop it, or drop the file."
+    )
+    tail: Literal["align", "pad", "drop"] = Field(
+        "align",
+        description="The remainder after the last full hop: a last segment aligned to the file's end, "
+        "a zero-padded segment, or nothing.",
+    )
+    min_tail_s: float = Field(0.0, ge=0, description="With tail=pad, drop a tail shorter than this.")
+
+
+class FeatureConfig(_Section):
+    """The project's filter bank (see :mod:`earmark.features.fbank`) and what is built on it."""
+
+    kind: Literal["logmel", "mfcc", "waveform"] = "logmel"
+    n_mels: int = Field(40, gt=0)
+    n_fft: int = Field(1024, gt=0)
+    win_ms: float = Field(25.0, gt=0)
+    hop_ms: float = Field(10.0, gt=0)
+    f_min: float = Field(0.0, ge=0)
+    f_max: float | None = Field(8000.0, gt=0, description="Upper mel edge (Hz); None: Nyquist.")
+    preemphasis: float = Field(0.97, ge=0, lt=1)
+    window: Literal["hamming", "hann", "rectangular"] = "hamming"
+    log_floor: float = Field(1e-6, gt=0)
+    n_mfcc: int = Field(20, gt=0)
+    normalize: Literal["band", "global", "none"] = Field(
+        "band", description="Standardise with statistics of the training data, per mel band or global."
+    )
+    image_size: int | None = Field(
+        None, gt=0, description="Resize the spectrogram to a square image (for ImageNet backbones)."
+    )
+    image_channels: Literal[1, 3] = 1
+
+
+class ModelConfig(_Section):
+    name: str = "cnn"
+    dropout: float = Field(0.2, ge=0, lt=1)
+    pretrained: str | None = Field(None, description="Local weights file (safetensors or torch state dict).")
+    freeze_backbone: bool = False
+    unfreeze_after: int | None = Field(None, ge=0, description="Unfreeze the backbone after N epochs.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra arguments of the model factory.")
+
+
+class ScheduleConfig(_Section):
+    name: Literal["cosine_restarts", "cosine", "step", "onecycle", "plateau", "constant"] = "cosine_restarts"
+    warmup_epochs: float = Field(0.0, ge=0)
+    t0: int = Field(10, gt=0, description="cosine_restarts: epochs of the first cycle.")
+    t_mult: int = Field(1, ge=1, description="cosine_restarts: growth of each cycle.")
+    eta_min: float = Field(1e-6, ge=0)
+    step_size: int = Field(10, gt=0, description="step: epochs between decays.")
+    gamma: float = Field(0.1, gt=0, description="step: decay factor.")
+    factor: float = Field(0.5, gt=0, lt=1, description="plateau: decay factor.")
+    patience: int = Field(3, ge=0, description="plateau: epochs without improvement before decay.")
+
+
+class MixupConfig(_Section):
+    p: float = Field(0.0, ge=0, le=1)
+    alpha: float = Field(0.4, gt=0)
+
+
+class SpecAugmentConfig(_Section):
+    p: float = Field(0.0, ge=0, le=1)
+    freq_masks: int = Field(2, ge=0)
+    freq_width: int = Field(8, ge=0, description="Largest frequency mask, in bands.")
+    time_masks: int = Field(2, ge=0)
+    time_width: float = Field(0.1, ge=0, description="Largest time mask, as a fraction of the frames.")
+
+
+class GainConfig(_Section):
+    p: float = Field(0.0, ge=0, le=1)
+    min_db: float = -6.0
+    max_db: float = 6.0
+
+
+class NoiseConfig(_Section):
+    p: float = Field(0.0, ge=0, le=1)
+    min_snr_db: float = 10.0
+    max_snr_db: float = 40.0
+
+
+class ShiftConfig(_Section):
+    p: float = Field(0.0, ge=0, le=1)
+    max_fraction: float = Field(0.2, ge=0, le=1, description="Largest circular shift, fraction of a segment.")
+
+
+class AugmentConfig(_Section):
+    """Each augmentation has a probability ``p`` (0 disables it) and its parameters."""
+
+    gain: GainConfig = Field(default_factory=GainConfig)
+    noise: NoiseConfig = Field(default_factory=NoiseConfig)
+    shift: ShiftConfig = Field(default_factory=ShiftConfig)
+    specaugment: SpecAugmentConfig = Field(default_factory=SpecAugmentConfig)
+    mixup: MixupConfig = Field(default_factory=MixupConfig)
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(30, gt=0)
+    batch_size: int = Field(32, gt=0)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    momentum: float = Field(0.9, ge=0, description="sgd only.")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    hard_mining: float = Field(1.0, gt=0, le=1, description="Online hard example mining: keep ratio.")
+    class_balance: Literal["none", "weights", "sampler"] = "none"
+    grad_clip: float | None = Field(None, gt=0)
+    early_stopping: int | None = Field(10, ge=1, description="Patience in epochs (None: off).")
+    monitor: Literal["val_loss", "val_acc"] = "val_loss"
+    precision: str = Field("32-true", description="Lightning precision: 32-true, bf16-mixed, 16-mixed.")
+    accelerator: str = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    compile: bool = False
+    num_workers: int = Field(0, ge=0)
+    loggers: list[Literal["csv", "tensorboard", "mlflow", "swanlab"]] = Field(
+        default_factory=lambda: ["csv", "tensorboard"]
+    )
+    max_minutes: float | None = Field(None, gt=0, description="Stop training after this wall time.")
+    progress: bool = True
+
+
+class SplitConfig(_Section):
+    """How files are split. Every split is group-aware: one group never lands on two sides.
+
+    method: ``auto`` uses a ``fold`` column (cross-validation over it), else a ``split`` column
+    (train/val/test), else a seeded stratified holdout of ``test_size``. ``holdout``, ``kfold`` (``folds``
+    stratified group folds) and ``logo`` (leave one group out) ignore those columns.
+    """
+
+    method: Literal["auto", "holdout", "kfold", "logo", "folds", "split"] = "auto"
+    test_size: float = Field(0.3, gt=0, lt=1)
+    val_size: float = Field(0.15, ge=0, lt=1, description="Part of the training side held out for validation.")
+    folds: int = Field(5, ge=2)
+    seed: int | None = Field(None, description="Split seed (None: the recipe's seed).")
+    max_folds: int | None = Field(None, ge=1, description="Run only the first N folds.")
+
+
+class DataConfig(_Section):
+    group: str | None = Field(None, description="Manifest column that groups files (speaker, artist, ...).")
+    cache_dir: str | None = Field(None, description="Where prepared stores live (default ~/.cache/earmark).")
+    workers: int | None = Field(None, ge=1, description="Decoding processes (default: CPU count).")
+    max_files_per_class: int | None = Field(None, ge=1, description="Use a seeded subset (smoke tests).")
+
+
+class EvalConfig(_Section):
+    aggregate: Literal["mean", "vote", "sum"] = Field(
+        "mean", description="Segment scores to one track answer: mean probability, majority vote, or sum."
+    )
+    batch_size: int = Field(64, gt=0)
+
+
+class EnsembleConfig(_Section):
+    members: int = Field(1, ge=1)
+    kind: Literal["seeds", "kfold"] = "seeds"
+    voting: Literal["soft", "hard"] = "soft"
+    weighted: bool = Field(False, description="Weight members by their validation score.")
+    tta: int = Field(1, ge=1, description="Test-time augmentation: time shifts per segment, averaged.")
+    tta_shift: float = Field(0.1, ge=0, lt=1, description="Largest TTA shift, fraction of a segment.")
+
+
+class Recipe(_Section):
+    """A complete run description."""
+
+    name: str = "custom"
+    description: str = ""
+    seed: int = 0
+    audio: AudioConfig = Field(default_factory=AudioConfig)
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Recipe":
+        f_max = self.features.f_max
+        if f_max is not None and f_max > self.audio.sample_rate / 2 + 1e-6:
+            raise ValueError(
+                f"features.f_max={f_max} Hz is above the Nyquist frequency of audio.sample_rate="
+                f"{self.audio.sample_rate} Hz; lower it or set features.f_max=null"
+            )
+        if self.segment.hop_s > self.segment.length_s * 4:
+            raise ValueError("segment.hop_s is more than four segment lengths: most audio would be unused")
+        return self
+
+    @property
+    def split_seed(self) -> int:
+        return self.seed if self.split.seed is None else self.split.seed
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes shipped with earmark."""
+    folder = resources.files("earmark") / "recipes"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _recipe_text(name_or_path: str) -> tuple[str, str]:
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"recipe file {path} does not exist")
+        return path.read_text(), str(path)
+    res = resources.files("earmark") / "recipes" / f"{name_or_path}.yaml"
+    if not res.is_file():
+        raise ConfigError(
+            f"unknown recipe {name_or_path!r}; built-in recipes: {', '.join(recipe_names())} "
+            "(or pass a path to a YAML file)"
+        )
+    return res.read_text(), name_or_path
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``"train.epochs=5"`` -> (["train", "epochs"], 5). Values are parsed as YAML."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.epochs=5)")
+    key, raw = item.split("=", 1)
+    keys = [k for k in key.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML ({exc})") from None
+    return keys, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
+    data = copy.deepcopy(data)
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            if not isinstance(node.get(k, {}), dict):
+                raise ConfigError(f"override {item!r}: {k!r} is a value, not a section")
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    return data
+
+
+def recipe_from_dict(data: dict[str, Any], source: str = "recipe") -> Recipe:
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(recipe)"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError(f"invalid settings in {source}:\n" + "\n".join(lines)) from None
+
+
+def load_recipe(name_or_path: str = "default", overrides: list[str] | None = None) -> Recipe:
+    """Load a built-in recipe by name (or a YAML file) and apply ``key=value`` overrides."""
+    text, source = _recipe_text(name_or_path)
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"recipe {source} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {source} must be a mapping of sections")
+    data.setdefault("name", Path(source).stem if source.endswith((".yaml", ".yml")) else source)
+    return recipe_from_dict(apply_overrides(data, overrides), source)

@@ -1,0 +1,65 @@
+"""Members that vote: soft or hard voting, optional weights, test-time augmentation.
+
+A run's prediction is always an ensemble, of one member or many (seeds, folds), so ``predict``,
+``evaluate``, ``serve`` and ``export`` treat any run as one model.
+"""
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import numpy as np
+
+Voting = Literal["soft", "hard"]
+
+
+class Member(Protocol):
+    """Anything that maps waveform segments ``(n, samples)`` to probabilities ``(n, classes)``."""
+
+    def predict_proba(self, waves: np.ndarray) -> np.ndarray: ...
+
+
+def vote(member_probs: list[np.ndarray] | np.ndarray, voting: Voting = "soft",
+         weights: np.ndarray | list[float] | None = None) -> np.ndarray:
+    """Combine ``(members, n, classes)`` probabilities into ``(n, classes)``.
+
+    ``soft``: weighted mean of probabilities. ``hard``: weighted share of members choosing each class,
+    ties broken by the soft vote.
+    """
+    p = np.asarray(member_probs, dtype=np.float64)
+    if p.ndim != 3:
+        raise ValueError(f"expected (members, n, classes), got shape {p.shape}")
+    w = np.ones(p.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (p.shape[0],) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError("weights must be one non-negative value per member, not all zero")
+    w = w / w.sum()
+    soft = np.tensordot(w, p, axes=1)
+    if voting == "soft":
+        return soft
+    if voting == "hard":
+        choice = p.argmax(axis=2)  # (members, n)
+        share = np.zeros_like(soft)
+        for m in range(p.shape[0]):
+            share[np.arange(p.shape[1]), choice[m]] += w[m]
+        return share * (1 - 1e-6) + 1e-6 * soft
+    raise ValueError(f"unknown voting {voting!r}; use soft or hard")
+
+
+def tta_shifts(n: int, max_fraction: float) -> list[float]:
+    """``n`` circular-shift fractions spread over ``[-max_fraction, max_fraction]`` (0 first)."""
+    if n <= 1:
+        return [0.0]
+    others = np.linspace(-max_fraction, max_fraction, n - 1 + (n - 1) % 2)
+    others = [float(s) for s in others if abs(s) > 1e-12][: n - 1]
+    return [0.0, *others]
+
+
+def with_tta(predict: "callable", waves: np.ndarray, n: int, max_fraction: float) -> np.ndarray:
+    """Average ``predict`` over ``n`` time-shifted copies of each segment."""
+    shifts = tta_shifts(n, max_fraction)
+    length = waves.shape[1]
+    total = None
+    for s in shifts:
+        shifted = waves if s == 0 else np.roll(waves, int(round(s * length)), axis=1)
+        p = predict(shifted)
+        total = p if total is None else total + p
+    return total / len(shifts)

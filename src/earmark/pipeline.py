@@ -1,0 +1,380 @@
+"""The main job: data in, trained and evaluated run folder out.
+
+``train``: discover -> prepare (decode once, cached) -> split (group-aware) -> for each fold: fit its
+members, score its test files (segments, then tracks) -> summary (metrics.json, report.md, plots).
+Every step is resumable: a finished member, fold or store is never redone; an interrupted member
+resumes from its last checkpoint.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import Recipe, load_recipe
+from .data.loader import SegmentTable
+from .data.manifest import Manifest
+from .data.sources import discover
+from .data.split import Fold, make_folds
+from .data.store import PreparedStore, prepare_manifest
+from .ensemble import vote, with_tta
+from .errors import DatasetError, RunError
+from .evaluate.aggregate import aggregate_by_track
+from .evaluate.metrics import classification_scores, mean_std
+from .evaluate.plots import plot_confusion, plot_training_curves, read_metrics_csv, write_confusion_csv
+from .evaluate.report import write_report
+from .inference.members import load_member, save_net
+from .models.registry import get_spec
+from .run import RunFolder
+from .utils.files import atomic_write_json, atomic_write_text, read_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Dataset:
+    """A discovered, prepared dataset: manifest rows aligned with store files."""
+
+    manifest: Manifest
+    store: PreparedStore
+    labels: list[str]
+    label_index: np.ndarray  # per manifest item; -1 for labels the run does not know
+
+    @property
+    def usable(self) -> np.ndarray:
+        return np.flatnonzero(self.store.ok & (self.label_index >= 0))
+
+    def skipped(self) -> list[tuple[str, str]]:
+        return list(self.manifest.missing) + self.store.skipped()
+
+
+def load_dataset(data: str | Path, recipe: Recipe, labels: list[str] | None = None, show_progress: bool = True
+                 ) -> Dataset:
+    manifest = discover(data, group=recipe.data.group)
+    if recipe.data.max_files_per_class:
+        manifest = manifest.limit_per_class(recipe.data.max_files_per_class, recipe.seed)
+    labels = labels or manifest.labels
+    if len(labels) < 2:
+        raise DatasetError(f"{data}: found only one class ({labels[0]!r}); a classifier needs at least two")
+    lookup = {lbl: i for i, lbl in enumerate(labels)}
+    label_index = np.array([lookup.get(it.label, -1) for it in manifest.items], dtype=np.int64)
+    store = prepare_manifest(manifest, recipe.audio, recipe.data.cache_dir, recipe.data.workers, show_progress)
+    return Dataset(manifest, store, labels, label_index)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _remap(fold: Fold, index: np.ndarray) -> Fold:
+    return Fold(fold.name, index[fold.train], index[fold.val], index[fold.test])
+
+
+# ----------------------------------------------------------------------------------------------- members
+
+
+def member_seed(recipe: Recipe, member: int) -> int:
+    return recipe.seed + 1000 * member
+
+
+def fit_member(recipe: Recipe, ds: Dataset, fold: Fold, train: np.ndarray, val: np.ndarray, folder: Path,
+               seed: int) -> dict[str, Any]:
+    """Train one member into ``folder`` (weights + member files); returns its fit information."""
+    spec = get_spec(recipe.model.name)
+    num_classes = len(ds.labels)
+    if spec.is_deep:
+        from .train.fit import fit_network
+
+        result = fit_network(recipe, num_classes, ds.store, ds.label_index, train, val, folder, seed)
+        save_net(result.net, folder / "model.safetensors")
+        return {"kind": "net", **result.info}
+    from .models.classical import fit_classical
+
+    return {"kind": "classical", **fit_classical(recipe, ds.store, ds.label_index, train, val, folder, seed,
+                                                 num_classes)}
+
+
+def train_members(recipe: Recipe, run: RunFolder, ds: Dataset, fold: Fold) -> list[dict[str, Any]]:
+    """Train (or reuse) every member of one fold; returns their ``members.json`` entries."""
+    from .train.members import plan_members
+
+    entries = []
+    for plan in plan_members(recipe, ds, fold):
+        folder = run.member_dir(fold.name, plan.index)
+        done = folder / "member.json"
+        if not done.is_file():
+            log.info("fold %s: training member %d (%s)", fold.name, plan.index, plan.describe)
+            info = fit_member(plan.recipe, ds, fold, plan.train, plan.val, folder, plan.seed)
+            info.update(plan.extra(ds, folder, info))
+            info.update(model=plan.recipe.model.name, index=plan.index, fold=fold.name)
+            atomic_write_json(done, info)  # written last: its presence means the member is finished
+        info = read_json(done)
+        entries.append({"dir": str(folder.relative_to(run.path)), "kind": info.get("kind", "net"),
+                        "model": info.get("model"), "fold": fold.name, "seed": info.get("seed"),
+                        "val_score": info.get("best_score"), "weight": 1.0})
+    return entries
+
+
+def member_weights(recipe: Recipe, entries: list[dict[str, Any]]) -> list[float]:
+    """Equal weights, or (``ensemble.weighted``) each member's validation accuracy/score."""
+    if not recipe.ensemble.weighted:
+        return [1.0] * len(entries)
+    scores = []
+    for e in entries:
+        s = e.get("val_score")
+        if s is None:
+            scores.append(1.0)
+        elif recipe.train.monitor == "val_loss":
+            scores.append(float(np.exp(-s)))  # lower loss, higher weight
+        else:
+            scores.append(max(float(s), 1e-6))
+    return scores
+
+
+def ensemble_probs(members: list[Any], waves: np.ndarray, recipe: Recipe, weights: list[float] | None = None
+                   ) -> np.ndarray:
+    """Segment probabilities ``(n, classes)`` of an ensemble, with test-time augmentation."""
+    e = recipe.ensemble
+    per_member = [with_tta(m.predict_proba, waves, e.tta, e.tta_shift) for m in members]
+    return vote(per_member, e.voting, weights).astype(np.float32)
+
+
+def member_segment_probs(members: list[Any], ds: Dataset, table: SegmentTable, recipe: Recipe,
+                         chunk: int = 1024) -> np.ndarray:
+    """Per-member segment probabilities ``(members, n, classes)``, read from the store in chunks."""
+    e = recipe.ensemble
+    out = []
+    for m in members:
+        parts = []
+        for b in range(0, len(table), chunk):
+            waves = table.read(ds.store, np.arange(b, min(b + chunk, len(table))))
+            parts.append(with_tta(m.predict_proba, waves, e.tta, e.tta_shift))
+        out.append(np.concatenate(parts) if parts else np.zeros((0, len(ds.labels))))
+    return np.stack(out).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------- scoring
+
+
+def score_tracks(ds: Dataset, table: SegmentTable, seg_probs: np.ndarray, recipe: Recipe
+                 ) -> tuple[dict[str, Any], list[list[Any]], list[list[Any]]]:
+    """Segment and track scores, plus the rows of the segment and track prediction tables."""
+    labels, sr = ds.labels, recipe.audio.sample_rate
+    seg_true = ds.label_index[table.files]
+    seg_pred = seg_probs.argmax(axis=1)
+    tracks, track_probs = aggregate_by_track(seg_probs, table.files, recipe.eval.aggregate)
+    track_true = ds.label_index[tracks]
+    track_pred = track_probs.argmax(axis=1)
+    seg_scores = classification_scores(seg_true, seg_pred, labels)
+    track_scores = classification_scores(track_true, track_pred, labels)
+    metrics = {
+        "segment_accuracy": seg_scores["accuracy"], "segment_macro_f1": seg_scores["macro_f1"],
+        "track_accuracy": track_scores["accuracy"], "track_macro_f1": track_scores["macro_f1"],
+        "n_test_segments": seg_scores["n"], "n_test_tracks": track_scores["n"],
+        "per_class": track_scores["per_class"], "confusion": track_scores["confusion"],
+        "segment_confusion": seg_scores["confusion"],
+    }
+    paths = [str(ds.manifest.items[int(f)].path) for f in table.files]
+    seg_rows = [[paths[k], f"{table.starts[k] / sr:.3f}", f"{(table.starts[k] + table.length) / sr:.3f}",
+                 labels[seg_true[k]], labels[seg_pred[k]], *(f"{p:.5f}" for p in seg_probs[k])]
+                for k in range(len(table))]
+    track_rows = [[str(ds.manifest.items[int(t)].path), labels[track_true[j]], labels[track_pred[j]],
+                   *(f"{p:.5f}" for p in track_probs[j])] for j, t in enumerate(tracks)]
+    return metrics, seg_rows, track_rows
+
+
+def run_fold(recipe: Recipe, run: RunFolder, ds: Dataset, fold: Fold) -> dict[str, Any]:
+    folder = run.fold_dir(fold.name)
+    done = folder / "metrics.json"
+    entries = train_members(recipe, run, ds, fold)
+    if done.is_file():
+        return read_json(done)
+    table = SegmentTable.build(ds.store, fold.test, recipe.segment, recipe.audio.sample_rate)
+    if len(table) == 0:
+        raise DatasetError(f"fold {fold.name}: no test segments (all test files skipped or shorter than a segment "
+                           "with segment.short=drop)")
+    members = [load_member(run.path, e, recipe, len(ds.labels), batch_size=recipe.eval.batch_size) for e in entries]
+    per_member = member_segment_probs(members, ds, table, recipe)
+    weights = member_weights(recipe, entries)
+    seg_probs = vote(per_member, recipe.ensemble.voting, weights).astype(np.float32)
+    np.save(folder / "test_member_probs.npy", per_member)  # for ensemble-size reports without retraining
+    metrics, seg_rows, track_rows = score_tracks(ds, table, seg_probs, recipe)
+    np.save(folder / "test_segment_files.npy", table.files)
+    header_probs = [f"p_{lbl}" for lbl in ds.labels]
+    _write_csv(folder / "test_segments.csv", ["path", "start_s", "end_s", "label", "predicted", *header_probs],
+               seg_rows)
+    _write_csv(folder / "test_tracks.csv", ["path", "label", "predicted", *header_probs], track_rows)
+    metrics["fold"] = fold.name
+    metrics["members"] = len(entries)
+    metrics["n_train_files"], metrics["n_val_files"] = int(fold.train.size), int(fold.val.size)
+    metrics["train_seconds"] = float(sum(read_json(run.path / e["dir"] / "member.json").get("train_seconds", 0.0)
+                                         for e in entries))
+    atomic_write_json(done, metrics)
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------- summary
+
+_HEADLINE = ("segment_accuracy", "segment_macro_f1", "track_accuracy", "track_macro_f1")
+
+
+def summarize(recipe: Recipe, run: RunFolder, ds: Dataset, folds: list[Fold], results: list[dict[str, Any]],
+              seconds: float) -> dict[str, Any]:
+    labels = ds.labels
+    metrics: dict[str, Any] = {}
+    for key in _HEADLINE:
+        m, s = mean_std([r[key] for r in results])
+        metrics[key], metrics[f"{key}_std"] = m, s
+    confusion = np.sum([np.asarray(r["confusion"]) for r in results], axis=0)
+    pooled = classification_scores(*_expand_confusion(confusion), labels)
+    metrics.update({
+        "folds": {r["fold"]: {k: r[k] for k in (*_HEADLINE, "n_test_tracks", "n_test_segments", "train_seconds")}
+                  for r in results},
+        "n_folds": len(results), "split_method": _split_method(recipe, ds.manifest),
+        "aggregate": recipe.eval.aggregate, "labels": labels,
+        "per_class": pooled["per_class"], "confusion": confusion.tolist(),
+        "n_files": len(ds.manifest.items) + len(ds.manifest.missing), "n_skipped": len(ds.skipped()),
+        "train_seconds": float(sum(r.get("train_seconds", 0.0) for r in results)), "wall_seconds": seconds,
+    })
+    atomic_write_json(run.file("metrics.json"), metrics)
+    plot_confusion(confusion, labels, run.file("confusion_matrix.png"),
+                   f"Track confusion ({recipe.model.name}, {len(results)} fold{'s' * (len(results) > 1)})")
+    write_confusion_csv(confusion, labels, run.file("confusion_matrix.csv"))
+    curves = {}
+    for fold in folds:
+        for logs in sorted(run.fold_dir(fold.name).glob("members/*/logs/csv/metrics.csv")):
+            curves[f"{fold.name}/m{logs.parts[-4]}"] = read_metrics_csv(logs)
+    if curves:
+        plot_training_curves(curves, run.file("training_curves.png"))
+    rows = []
+    for fold in folds:
+        with open(run.fold_dir(fold.name) / "test_tracks.csv", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader)
+            rows += [[fold.name, *r] for r in reader]
+    _write_csv(run.file("test_predictions.csv"), ["fold", *header], rows)
+    write_report(run, recipe, ds, metrics)
+    return metrics
+
+
+def _expand_confusion(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t, p = [], []
+    for i, row in enumerate(confusion):
+        for j, n in enumerate(row):
+            t += [i] * int(n)
+            p += [j] * int(n)
+    return np.array(t, dtype=np.int64), np.array(p, dtype=np.int64)
+
+
+def _split_method(recipe: Recipe, manifest: Manifest) -> str:
+    m = recipe.split.method
+    if m == "auto":
+        m = "folds" if manifest.has_folds else "split" if manifest.has_split else "holdout"
+    return m
+
+
+# ------------------------------------------------------------------------------------------------ public
+
+
+def train(data: str | Path, out: str | Path, recipe: str | Recipe = "default", overrides: list[str] | None = None,
+          group: str | None = None, show_progress: bool = True) -> RunFolder:
+    """Train and evaluate on ``data``; write (or finish) the run folder ``out``. Returns the run."""
+    started = time.perf_counter()
+    rec = load_recipe(recipe, overrides) if isinstance(recipe, str) else recipe
+    if group:
+        rec = rec.model_copy(update={"data": rec.data.model_copy(update={"group": group})})
+    run = RunFolder(Path(out))
+    run.start(rec, str(data))
+    ds = load_dataset(data, rec, show_progress=show_progress)
+    labels_file = run.file("labels.json")
+    if labels_file.is_file() and run.labels() != ds.labels:
+        raise RunError(f"{out} was started on data with classes {run.labels()}, not {ds.labels}")
+    atomic_write_json(labels_file, ds.labels)
+    skipped = ds.skipped()
+    _write_csv(run.file("skipped.csv"), ["path", "reason"], [list(s) for s in skipped])
+    if skipped:
+        log.warning("%d file(s) skipped; see %s", len(skipped), run.file("skipped.csv"))
+    usable = ds.usable
+    folds = [_remap(f, usable) for f in make_folds(ds.manifest.subset(usable.tolist()), rec.split, rec.split_seed)]
+    _write_splits(run, ds, folds)
+    _audit_warnings(ds)
+    results = [run_fold(rec, run, ds, fold) for fold in folds]
+    entries = []
+    for fold in folds:
+        entries += train_members(rec, run, ds, fold)  # all finished: only reads member.json
+    weights = member_weights(rec, entries)
+    for e, w in zip(entries, weights):
+        e["weight"] = w
+    atomic_write_json(run.file("members.json"), {"voting": rec.ensemble.voting, "members": entries})
+    seconds = time.perf_counter() - started
+    summarize(rec, run, ds, folds, results, seconds)
+    run.write_info(status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                   folds=[f.name for f in folds], labels=ds.labels, n_members=len(entries),
+                   layout=ds.manifest.layout, group_by=ds.manifest.group_by)
+    return run
+
+
+def _write_splits(run: RunFolder, ds: Dataset, folds: list[Fold]) -> None:
+    side = {}
+    for fold in folds:
+        for name, idx in fold.sides().items():
+            for i in idx:
+                side[(int(i), fold.name)] = name
+    rows = []
+    for i, it in enumerate(ds.manifest.items):
+        rows.append([str(it.path), it.label, it.group, *(side.get((i, f.name), "unused") for f in folds)])
+    _write_csv(run.file("splits.csv"), ["path", "label", "group", *(f.name for f in folds)], rows)
+
+
+def _audit_warnings(ds: Dataset) -> None:
+    try:
+        from .data.audit import quick_warnings
+    except ImportError:  # pragma: no cover
+        return
+    for w in quick_warnings(ds.manifest, ds.store):
+        log.warning("audit: %s", w)
+
+
+def evaluate(run_dir: str | Path, data: str | Path, out: str | Path | None = None,
+             show_progress: bool = True) -> dict[str, Any]:
+    """Score a finished run on a labeled dataset; writes metrics and plots to ``out``."""
+    from .inference.predictor import Predictor
+
+    predictor = Predictor(run_dir)
+    recipe = predictor.recipe
+    ds = load_dataset(data, recipe.model_copy(update={"data": recipe.data.model_copy(
+        update={"max_files_per_class": None})}), labels=predictor.labels, show_progress=show_progress)
+    unknown = sorted({it.label for it, li in zip(ds.manifest.items, ds.label_index) if li < 0})
+    if unknown:
+        log.warning("classes %s are not known to the run; their files are left out", unknown)
+    usable = ds.usable
+    if usable.size == 0:
+        raise DatasetError(f"{data}: no usable files with classes the run knows ({predictor.labels})")
+    table = SegmentTable.build(ds.store, usable, recipe.segment, recipe.audio.sample_rate)
+    chunks = [predictor.segment_probs(table.read(ds.store, np.arange(b, min(b + 1024, len(table)))))
+              for b in range(0, len(table), 1024)]
+    seg_probs = np.concatenate(chunks)
+    metrics, seg_rows, track_rows = score_tracks(ds, table, seg_probs, recipe)
+    out_dir = Path(out) if out else Path(run_dir) / "evaluations" / Path(data).resolve().name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    header_probs = [f"p_{lbl}" for lbl in ds.labels]
+    _write_csv(out_dir / "segments.csv", ["path", "start_s", "end_s", "label", "predicted", *header_probs], seg_rows)
+    _write_csv(out_dir / "tracks.csv", ["path", "label", "predicted", *header_probs], track_rows)
+    _write_csv(out_dir / "skipped.csv", ["path", "reason"], [list(s) for s in ds.skipped()])
+    metrics.update(data=str(data), run=str(run_dir), n_skipped=len(ds.skipped()), unknown_classes=unknown)
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    plot_confusion(np.asarray(metrics["confusion"]), ds.labels, out_dir / "confusion_matrix.png",
+                   f"Track confusion on {Path(data).name}")
+    write_confusion_csv(np.asarray(metrics["confusion"]), ds.labels, out_dir / "confusion_matrix.csv")
+    metrics["out"] = str(out_dir)
+    return metrics

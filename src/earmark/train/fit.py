@@ -1,0 +1,175 @@
+"""Fit one network with Lightning: callbacks, loggers, checkpoints, resume, devices.
+
+The same code trains on a laptop CPU or many GPUs: ``train.accelerator``, ``train.devices``,
+``train.strategy`` (e.g. ``ddp``), ``train.num_nodes`` and ``train.precision`` go straight to the
+Lightning ``Trainer``. An interrupted fit resumes from ``checkpoints/last.ckpt`` (loaded with
+``weights_only=True``: no pickled objects are executed).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import Recipe
+from ..data.loader import SegmentDataset, SegmentTable, make_loader
+from ..data.store import PreparedStore
+from ..models.net import EarmarkNet, build_net
+from ..utils.files import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+#: samples of training segments used to estimate the feature normalisation statistics
+_STATS_SEGMENTS = 2048
+
+
+@dataclass
+class FitResult:
+    net: EarmarkNet
+    info: dict[str, Any]
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's start-up chatter (GPU/TPU availability, tips) out of the user's terminal."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                 "lightning.fabric.utilities.rank_zero", "lightning.pytorch.callbacks.model_summary"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*The number of training batches.*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
+
+
+@torch.no_grad()
+def fit_normalizer(net: EarmarkNet, store: PreparedStore, table: SegmentTable, seed: int, batch: int = 128) -> None:
+    """Set the network's feature statistics from (a sample of) the training segments."""
+    norm = net.norm
+    if not hasattr(norm, "fit"):
+        return
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(len(table), size=min(len(table), _STATS_SEGMENTS), replace=False))
+    feats = [net.frontend(torch.from_numpy(table.read(store, rows[b: b + batch])))
+             for b in range(0, rows.size, batch)]
+    norm.fit(torch.cat(feats))
+
+
+def _loggers(recipe: Recipe, folder: Path) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    out: list[Any] = []
+    for name in recipe.train.loggers:
+        if name == "csv":
+            out.append(CSVLogger(str(folder), name="logs", version="csv"))
+        elif name == "tensorboard":
+            out.append(TensorBoardLogger(str(folder), name="logs", version="tensorboard", default_hp_metric=False))
+        else:
+            from .tracking import optional_logger
+
+            extra = optional_logger(name, recipe, folder)
+            if extra is not None:
+                out.append(extra)
+    return out
+
+
+def fit_network(
+    recipe: Recipe,
+    num_classes: int,
+    store: PreparedStore,
+    labels_per_file: np.ndarray,
+    train_files: np.ndarray,
+    val_files: np.ndarray,
+    folder: Path,
+    seed: int,
+) -> FitResult:
+    """Train (or resume training) one network in ``folder``; return it with the best weights loaded."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from .module import ClassifierModule
+
+    quiet_lightning()
+    folder.mkdir(parents=True, exist_ok=True)
+    t = recipe.train
+    sr = recipe.audio.sample_rate
+    pl.seed_everything(seed, workers=True, verbose=False)
+    train_table = SegmentTable.build(store, train_files, recipe.segment, sr)
+    val_table = SegmentTable.build(store, val_files, recipe.segment, sr)
+    if len(train_table) == 0:
+        raise ValueError("no training segments: every training file was skipped or dropped")
+    train_set = SegmentDataset(store, train_table, labels_per_file)
+    val_set = SegmentDataset(store, val_table, labels_per_file) if len(val_table) else None
+
+    net = build_net(recipe, num_classes)
+    fit_normalizer(net, store, train_table, seed)
+    class_weights = None
+    if t.class_balance == "weights":
+        counts = np.bincount(train_set.segment_labels(), minlength=num_classes).astype(np.float64)
+        w = counts.sum() / np.maximum(counts, 1) / num_classes
+        class_weights = torch.tensor(w, dtype=torch.float32)
+    train_loader = make_loader(train_set, t.batch_size, shuffle=True, seed=seed,
+                               balanced=t.class_balance == "sampler", drop_last=len(train_set) > t.batch_size,
+                               num_workers=t.num_workers)
+    val_loader = (make_loader(val_set, recipe.eval.batch_size, shuffle=False, num_workers=t.num_workers)
+                  if val_set is not None else None)
+    module = ClassifierModule(net, recipe, num_classes, len(train_loader), class_weights)
+    if t.compile:
+        module.net.backbone = torch.compile(module.net.backbone)  # type: ignore[assignment]
+
+    monitor = t.monitor if val_loader is not None else "train_loss"
+    mode = "max" if monitor == "val_acc" else "min"
+    ckpt_dir = folder / "checkpoints"
+    checkpoint = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=monitor, mode=mode,
+                                 save_top_k=1, save_last=True, enable_version_counter=False)
+    callbacks: list[Any] = [checkpoint]
+    if t.early_stopping and val_loader is not None:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping))
+    if recipe.model.freeze_backbone:
+        from .finetune import BackboneFreezer
+
+        callbacks.append(BackboneFreezer(recipe.model.unfreeze_after))
+    show = t.progress and os.environ.get("EARMARK_PROGRESS", "1") != "0"
+    trainer = pl.Trainer(
+        max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+        num_nodes=t.num_nodes, precision=t.precision, gradient_clip_val=t.grad_clip, callbacks=callbacks,
+        logger=_loggers(recipe, folder) or False, enable_progress_bar=show, enable_model_summary=False,
+        default_root_dir=str(folder), num_sanity_val_steps=0, log_every_n_steps=max(1, min(50, len(train_loader))),
+        max_time={"minutes": t.max_minutes} if t.max_minutes else None, use_distributed_sampler=True,
+        deterministic=False,
+    )
+    last = ckpt_dir / "last.ckpt"
+    started = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None,
+                weights_only=True)
+    seconds = time.perf_counter() - started
+
+    best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
+    best_epoch = None
+    if best_path.is_file():
+        best = torch.load(best_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(best["state_dict"])
+        best_epoch = best.get("epoch")
+    net = module.net
+    if t.compile:
+        net.backbone = getattr(net.backbone, "_orig_mod", net.backbone)
+    net = net.cpu().eval()
+    score = checkpoint.best_model_score
+    info = {
+        "seed": seed, "epochs_run": int(trainer.current_epoch),
+        "best_epoch": best_epoch, "monitor": monitor,
+        "best_score": float(score) if score is not None else None,
+        "train_seconds": seconds,
+        "train_segments": len(train_table), "val_segments": len(val_table),
+        "augmentation": module.describe_augmentation(),
+        "parameters": int(sum(p.numel() for p in net.parameters())),
+    }
+    if trainer.is_global_zero:
+        atomic_write_json(folder / "fit.json", info)
+    return FitResult(net, info)
+

@@ -1,0 +1,161 @@
+"""The training module: loss, augmentation, optimiser and schedule (the maths, apart from the Trainer).
+
+One batch: waveforms ``(B, S)`` -> waveform augmentation -> features -> SpecAugment -> mixup -> backbone
+-> soft-target cross-entropy with label smoothing -> (optional) online hard example mining.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+
+from ..augment import build_mixup, build_spec_augment, build_waveform_augment
+from ..config import Recipe, ScheduleConfig
+from ..models.net import EarmarkNet
+
+
+def soft_cross_entropy(logits: Tensor, targets: Tensor, smoothing: float = 0.0,
+                       class_weights: Tensor | None = None) -> Tensor:
+    """Per-example cross-entropy against soft targets ``(B, C)``, with label smoothing."""
+    n = logits.shape[1]
+    if smoothing > 0:
+        targets = targets * (1.0 - smoothing) + smoothing / n
+    logp = torch.log_softmax(logits.float(), dim=1)
+    if class_weights is not None:
+        logp = logp * class_weights[None, :]
+    return -(targets * logp).sum(dim=1)
+
+
+def hard_example_mining(losses: Tensor, keep: float) -> Tensor:
+    """Mean of the ``keep`` fraction of largest per-example losses (OHEM); ``keep=1`` is the plain mean."""
+    if keep >= 1.0:
+        return losses.mean()
+    k = max(1, int(math.ceil(keep * losses.numel())))
+    return losses.topk(k).values.mean()
+
+
+def lr_factor(cfg: ScheduleConfig, epoch: float, total_epochs: int) -> float:
+    """Multiplier of the base learning rate at (fractional) ``epoch``. Plateau is handled separately."""
+    warm = cfg.warmup_epochs
+    if warm > 0 and epoch < warm:
+        return max(epoch / warm, 1e-3)
+    e = epoch - warm
+    span = max(total_epochs - warm, 1e-9)
+    floor = 0.0
+    if cfg.name == "constant" or cfg.name == "plateau":
+        return 1.0
+    if cfg.name == "cosine":
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(e / span, 1.0)))
+    if cfg.name == "cosine_restarts":
+        t_i, t_cur = float(cfg.t0), e
+        while t_cur >= t_i:
+            t_cur -= t_i
+            t_i *= cfg.t_mult
+        return 0.5 * (1 + math.cos(math.pi * t_cur / t_i))
+    if cfg.name == "step":
+        return cfg.gamma ** int(e // cfg.step_size)
+    if cfg.name == "onecycle":  # warm up for 30 % from lr/25, then cosine down to lr/1e4
+        pct = e / span
+        if pct < 0.3:
+            return 1 / 25 + (1 - 1 / 25) * 0.5 * (1 - math.cos(math.pi * pct / 0.3))
+        return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * min((pct - 0.3) / 0.7, 1.0)))
+    raise ValueError(f"unknown schedule {cfg.name!r}")
+
+
+class ClassifierModule(pl.LightningModule):
+    """Trains an :class:`EarmarkNet` as a single-label classifier."""
+
+    def __init__(self, net: EarmarkNet, recipe: Recipe, num_classes: int, steps_per_epoch: int,
+                 class_weights: Tensor | None = None) -> None:
+        super().__init__()
+        self.net, self.recipe, self.num_classes = net, recipe, num_classes
+        self.steps_per_epoch = max(1, steps_per_epoch)
+        self.wave_augment = build_waveform_augment(recipe.augment)
+        self.spec_augment = build_spec_augment(recipe.augment)
+        self.mixup = build_mixup(recipe.augment)
+        if class_weights is not None:
+            self.register_buffer("class_weights", class_weights.float(), persistent=False)
+        else:
+            self.class_weights = None
+
+    def describe_augmentation(self) -> list[dict[str, Any]]:
+        mods = [*self.wave_augment, self.spec_augment] + ([self.mixup] if self.mixup else [])
+        return [m.describe() for m in mods if hasattr(m, "describe")]
+
+    def forward(self, wave: Tensor) -> Tensor:
+        return self.net(wave)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        wave, y = batch
+        wave = self.wave_augment(wave)
+        x = self.spec_augment(self.net.features(wave))
+        targets = nn.functional.one_hot(y, self.num_classes).float()
+        if self.mixup is not None:
+            x, targets = self.mixup(x, targets)
+        logits = self.net.backbone(x)
+        losses = soft_cross_entropy(logits, targets, self.recipe.train.label_smoothing, self.class_weights)
+        loss = hard_example_mining(losses, self.recipe.train.hard_mining)
+        acc = (logits.argmax(1) == targets.argmax(1)).float().mean()
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.numel())
+        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=y.numel())
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        wave, y = batch
+        logits = self.net(wave)
+        loss = nn.functional.cross_entropy(logits.float(), y)
+        acc = (logits.argmax(1) == y).float().mean()
+        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=y.numel(), sync_dist=True)
+        self.log("val_acc", acc, on_epoch=True, prog_bar=True, batch_size=y.numel(), sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        t = self.recipe.train
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if t.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        elif t.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=True)
+        sched = t.schedule
+        per_step = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_factor(sched, step / self.steps_per_epoch, t.epochs) * self.plateau_scale)
+        return [opt], [{"scheduler": per_step, "interval": "step"}]
+
+    # Reduce-on-plateau as a factor on top of the per-step schedule (so warm-up still applies), kept in
+    # the checkpoint so a resumed run continues with the same learning rate.
+    plateau_scale: float = 1.0
+    _plateau_best: float = math.inf
+    _plateau_bad: int = 0
+
+    def on_validation_epoch_end(self) -> None:
+        sched = self.recipe.train.schedule
+        if sched.name != "plateau" or self.trainer.sanity_checking:
+            return
+        value = self.trainer.callback_metrics.get("val_loss")
+        if value is None:
+            return
+        if float(value) < self._plateau_best - 1e-4:
+            self._plateau_best, self._plateau_bad = float(value), 0
+        else:
+            self._plateau_bad += 1
+            if self._plateau_bad > sched.patience:
+                self.plateau_scale *= sched.factor
+                self._plateau_bad = 0
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["earmark_plateau"] = [self.plateau_scale, self._plateau_best, self._plateau_bad]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "earmark_plateau" in checkpoint:
+            self.plateau_scale, self._plateau_best, self._plateau_bad = checkpoint["earmark_plateau"]
+
+    def on_train_epoch_start(self) -> None:
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
+        loader = self.trainer.train_dataloader
+        sampler = getattr(loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(self.current_epoch)
