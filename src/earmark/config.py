@@ -130,12 +130,19 @@ class ShiftConfig(_Section):
     max_fraction: float = Field(0.2, ge=0, le=1, description="Largest circular shift, fraction of a segment.")
 
 
+class WarpConfig(_Section):
+    p: float = Field(0.0, ge=0, le=1)
+    max_time: float = Field(0.15, ge=0, lt=1, description="Largest time stretch/squeeze (fraction).")
+    max_freq: float = Field(0.1, ge=0, lt=1, description="Largest frequency-axis stretch (pitch/vocal tract).")
+
+
 class AugmentConfig(_Section):
     """Each augmentation has a probability ``p`` (0 disables it) and its parameters."""
 
     gain: GainConfig = Field(default_factory=GainConfig)
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     shift: ShiftConfig = Field(default_factory=ShiftConfig)
+    warp: WarpConfig = Field(default_factory=WarpConfig)
     specaugment: SpecAugmentConfig = Field(default_factory=SpecAugmentConfig)
     mixup: MixupConfig = Field(default_factory=MixupConfig)
 
@@ -160,6 +167,7 @@ class TrainConfig(_Section):
     strategy: str = "auto"
     num_nodes: int = Field(1, ge=1)
     compile: bool = False
+    channels_last: bool = Field(True, description="channels-last memory layout for 2-D convolutions.")
     num_workers: int = Field(0, ge=0)
     loggers: list[Literal["csv", "tensorboard", "mlflow", "swanlab"]] = Field(
         default_factory=lambda: ["csv", "tensorboard"]

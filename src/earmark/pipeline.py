@@ -27,7 +27,7 @@ from .ensemble import vote, with_tta
 from .errors import DatasetError, RunError
 from .evaluate.aggregate import aggregate_by_track
 from .evaluate.metrics import classification_scores, mean_std
-from .evaluate.plots import plot_confusion, plot_training_curves, read_metrics_csv, write_confusion_csv
+from .evaluate.plots import plot_confusion, plot_training_curves, read_training_logs, write_confusion_csv
 from .evaluate.report import write_report
 from .inference.members import load_member, save_net
 from .models.registry import get_spec
@@ -93,7 +93,7 @@ def fit_member(recipe: Recipe, ds: Dataset, fold: Fold, train: np.ndarray, val: 
     spec = get_spec(recipe.model.name)
     num_classes = len(ds.labels)
     if spec.is_deep:
-        from .train.fit import fit_network
+        from .training.fit import fit_network
 
         result = fit_network(recipe, num_classes, ds.store, ds.label_index, train, val, folder, seed)
         save_net(result.net, folder / "model.safetensors")
@@ -106,7 +106,7 @@ def fit_member(recipe: Recipe, ds: Dataset, fold: Fold, train: np.ndarray, val: 
 
 def train_members(recipe: Recipe, run: RunFolder, ds: Dataset, fold: Fold) -> list[dict[str, Any]]:
     """Train (or reuse) every member of one fold; returns their ``members.json`` entries."""
-    from .train.members import plan_members
+    from .training.members import plan_members
 
     entries = []
     for plan in plan_members(recipe, ds, fold):
@@ -252,8 +252,8 @@ def summarize(recipe: Recipe, run: RunFolder, ds: Dataset, folds: list[Fold], re
     write_confusion_csv(confusion, labels, run.file("confusion_matrix.csv"))
     curves = {}
     for fold in folds:
-        for logs in sorted(run.fold_dir(fold.name).glob("members/*/logs/csv/metrics.csv")):
-            curves[f"{fold.name}/m{logs.parts[-4]}"] = read_metrics_csv(logs)
+        for logs in sorted(run.fold_dir(fold.name).glob("members/*/logs/csv")):
+            curves[f"{fold.name}/m{logs.parts[-3]}"] = read_training_logs(logs)
     if curves:
         plot_training_curves(curves, run.file("training_curves.png"))
     rows = []

@@ -57,14 +57,20 @@ def _check_file(path: Path) -> None:
 
 def _ffprobe(path: Path) -> AudioInfo:
     cmd = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-           "stream=sample_rate,channels,duration_ts", "-of", "json", str(path)]
+           "stream=sample_rate,channels", "-of", "json", str(path)]
     try:
-        out = subprocess.run(cmd, capture_output=True, timeout=60, check=True).stdout
-        streams = json.loads(out or b"{}").get("streams", [])
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
-        raise AudioDecodeError(path, f"ffprobe could not read it ({type(exc).__name__})") from None
+        proc = subprocess.run(cmd, capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise AudioDecodeError(path, "not readable as audio (ffprobe timed out)") from None
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise AudioDecodeError(path, f"not readable as audio (ffmpeg: {err[-1][:200] if err else 'failed'})")
+    try:
+        streams = json.loads(proc.stdout or b"{}").get("streams", [])
+    except json.JSONDecodeError:
+        streams = []
     if not streams:
-        raise AudioDecodeError(path, "no audio stream found (not an audio file?)")
+        raise AudioDecodeError(path, "not readable as audio (no audio stream found)")
     s = streams[0]
     return AudioInfo(int(s["sample_rate"]), int(s["channels"]), None)
 
@@ -156,9 +162,14 @@ def open_blocks(path: str | Path, block_s: float = _BLOCK_SECONDS) -> tuple[Audi
     if path.suffix.lower() in NATIVE_EXTENSIONS:
         try:
             return _native_blocks(path, block_s)
-        except AudioDecodeError:
+        except AudioDecodeError as native:
             if not ffmpeg_available():
                 raise
+            try:
+                return _ffmpeg_blocks(path, block_s)
+            except AudioDecodeError as fallback:
+                raise AudioDecodeError(path, f"{native.reason}; {fallback.reason.replace('not readable as audio ', '')}"
+                                       ) from None
     elif not ffmpeg_available():
         raise _needs_ffmpeg(path)
     return _ffmpeg_blocks(path, block_s)

@@ -109,7 +109,8 @@ def stream_segments(
         keep_from = min(next_start, max(0, total - length))
         buf = buf[keep_from - buf_start:]
         buf_start = keep_from
-    fill = "repeat" if short == "repeat" else "pad"
+    # Looping only ever fills a file shorter than one segment; a padded tail is zero-filled.
+    fill = "repeat" if short == "repeat" and total < length else "pad"
     for s in segment_starts(total, length, hop, short, tail, min_tail):
         s = int(s)
         if last is None or s > last:

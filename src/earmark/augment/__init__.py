@@ -6,10 +6,10 @@ from torch import nn
 from ..config import AugmentConfig
 from .base import Augmentation
 from .mixup import Mixup
-from .spectrogram import SpecAugment
+from .spectrogram import SpecAugment, SpecWarp
 from .waveform import Gain, GaussianNoise, TimeShift
 
-__all__ = ["Augmentation", "Gain", "GaussianNoise", "TimeShift", "SpecAugment", "Mixup",
+__all__ = ["Augmentation", "Gain", "GaussianNoise", "TimeShift", "SpecAugment", "SpecWarp", "Mixup",
            "build_waveform_augment", "build_spec_augment", "build_mixup"]
 
 
@@ -24,9 +24,14 @@ def build_waveform_augment(cfg: AugmentConfig) -> nn.Sequential:
     return nn.Sequential(*steps)
 
 
-def build_spec_augment(cfg: AugmentConfig) -> nn.Module:
+def build_spec_augment(cfg: AugmentConfig) -> nn.Sequential:
+    steps: list[nn.Module] = []
+    if cfg.warp.p > 0:
+        steps.append(SpecWarp(cfg.warp.p, cfg.warp.max_time, cfg.warp.max_freq))
     s = cfg.specaugment
-    return SpecAugment(s.p, s.freq_masks, s.freq_width, s.time_masks, s.time_width) if s.p > 0 else nn.Identity()
+    if s.p > 0:
+        steps.append(SpecAugment(s.p, s.freq_masks, s.freq_width, s.time_masks, s.time_width))
+    return nn.Sequential(*steps)
 
 
 def build_mixup(cfg: AugmentConfig) -> Mixup | None:

@@ -64,6 +64,17 @@ def read_metrics_csv(path: Path) -> dict[str, list[tuple[int, float]]]:
     return {k: sorted(v.items()) for k, v in series.items()}
 
 
+def read_training_logs(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Merge the CSV logs of every attempt of one fit (earlier attempts are kept as metrics.attempt*.csv)."""
+    merged: dict[str, dict[int, float]] = {}
+    files = sorted(folder.glob("metrics.attempt*.csv"), key=lambda p: int(p.stem.split("attempt")[1] or 0))
+    for path in [*files, folder / "metrics.csv"]:
+        if path.is_file():
+            for key, series in read_metrics_csv(path).items():
+                merged.setdefault(key, {}).update(series)
+    return {k: sorted(v.items()) for k, v in merged.items()}
+
+
 def plot_training_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], path: Path) -> None:
     """Loss and accuracy per epoch; one line per member/fold (name -> series)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))

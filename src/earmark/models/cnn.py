@@ -56,6 +56,12 @@ def cnn4(num_classes: int, in_chans: int = 1, dropout: float = 0.2) -> nn.Module
 
 
 @register_model(family="cnn")
+def cnn5(num_classes: int, in_chans: int = 1, dropout: float = 0.2) -> nn.Module:
+    """5 conv blocks (16-32-64-128-256), ~0.4 M parameters; wide layers at low resolution (fast on CPU)."""
+    return SmallCNN(num_classes, (16, 32, 64, 128, 256), in_chans, dropout)
+
+
+@register_model(family="cnn")
 def cnn8(num_classes: int, in_chans: int = 1, dropout: float = 0.2) -> nn.Module:
     """4 double-conv blocks (32-64-128-256), ~1.2 M parameters."""
     return SmallCNN(num_classes, (32, 64, 128, 256), in_chans, dropout, double=True)

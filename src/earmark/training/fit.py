@@ -22,6 +22,7 @@ from ..config import Recipe
 from ..data.loader import SegmentDataset, SegmentTable, make_loader
 from ..data.store import PreparedStore
 from ..models.net import EarmarkNet, build_net
+from ..models.registry import get_spec
 from ..utils.files import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,10 @@ def _loggers(recipe: Recipe, folder: Path) -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     out: list[Any] = []
+    csv_dir = folder / "logs" / "csv"
+    if (csv_dir / "metrics.csv").is_file():  # resuming: Lightning would delete the earlier attempt's log
+        attempt = len(list(csv_dir.glob("metrics.attempt*.csv")))
+        (csv_dir / "metrics.csv").rename(csv_dir / f"metrics.attempt{attempt}.csv")
     for name in recipe.train.loggers:
         if name == "csv":
             out.append(CSVLogger(str(folder), name="logs", version="csv"))
@@ -118,15 +123,19 @@ def fit_network(
                                num_workers=t.num_workers)
     val_loader = (make_loader(val_set, recipe.eval.batch_size, shuffle=False, num_workers=t.num_workers)
                   if val_set is not None else None)
+    channels_last = t.channels_last and get_spec(recipe.model.name).input == "spectrogram"
+    if channels_last:
+        net.backbone = net.backbone.to(memory_format=torch.channels_last)
     module = ClassifierModule(net, recipe, num_classes, len(train_loader), class_weights)
     if t.compile:
         module.net.backbone = torch.compile(module.net.backbone)  # type: ignore[assignment]
 
-    monitor = t.monitor if val_loader is not None else "train_loss"
+    # Without a validation set there is nothing to choose a "best" epoch by: the last one is kept.
+    monitor = t.monitor if val_loader is not None else None
     mode = "max" if monitor == "val_acc" else "min"
     ckpt_dir = folder / "checkpoints"
     checkpoint = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=monitor, mode=mode,
-                                 save_top_k=1, save_last=True, enable_version_counter=False)
+                                 save_top_k=1 if monitor else 0, save_last=True, enable_version_counter=False)
     callbacks: list[Any] = [checkpoint]
     if t.early_stopping and val_loader is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping))
@@ -144,6 +153,9 @@ def fit_network(
         deterministic=False,
     )
     last = ckpt_dir / "last.ckpt"
+    if last.is_file():
+        log.info("resuming %s from its last checkpoint (epoch %s)", folder.name,
+                 torch.load(last, map_location="cpu", weights_only=True).get("epoch"))
     started = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None,
                 weights_only=True)
@@ -158,7 +170,7 @@ def fit_network(
     net = module.net
     if t.compile:
         net.backbone = getattr(net.backbone, "_orig_mod", net.backbone)
-    net = net.cpu().eval()
+    net = net.cpu().eval().to(memory_format=torch.contiguous_format)
     score = checkpoint.best_model_score
     info = {
         "seed": seed, "epochs_run": int(trainer.current_epoch),

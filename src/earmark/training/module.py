@@ -82,7 +82,7 @@ class ClassifierModule(pl.LightningModule):
             self.class_weights = None
 
     def describe_augmentation(self) -> list[dict[str, Any]]:
-        mods = [*self.wave_augment, self.spec_augment] + ([self.mixup] if self.mixup else [])
+        mods = [*self.wave_augment, *self.spec_augment] + ([self.mixup] if self.mixup else [])
         return [m.describe() for m in mods if hasattr(m, "describe")]
 
     def forward(self, wave: Tensor) -> Tensor:
