@@ -1,0 +1,195 @@
+"""Pretrained weights from a local file (``model.pretrained: PATH``): load, adapt, replace the head.
+
+The file is a safetensors file or a torch checkpoint read with ``weights_only=True`` (no pickled code
+runs): a bare state dict, or one nested under ``state_dict`` / ``model`` / ``model_state_dict`` /
+``module`` / ``net`` / ``ema`` / ``weights`` (Lightning, DDP and most training scripts). Key prefixes
+such as ``module.``, ``model.`` or ``net.backbone.`` are found by matching against the network's own keys,
+so an ImageNet checkpoint of a timm model, a Lightning checkpoint or another earmark run's
+``model.safetensors`` all load. Then:
+
+- the first convolution is adapted to our input channels: an RGB kernel summed into 1 channel, or a
+  kernel repeated over more channels and scaled (as timm's ``adapt_input_conv``);
+- the classifier head (``get_classifier()`` for timm models, ``.head`` for earmark's own) keeps its new
+  initialisation when its shape differs (another number of classes); any other tensor whose shape differs
+  is skipped and reported.
+
+Nothing is ever downloaded.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_NESTED = ("state_dict", "model_state_dict", "model", "module", "net", "ema", "state_dict_ema", "weights", "params")
+
+
+@dataclass
+class PretrainedReport:
+    """What :func:`load_pretrained` did with each tensor of the file."""
+
+    path: str
+    loaded: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)          # first convolution, channels adapted
+    skipped: dict[str, str] = field(default_factory=dict)     # key -> reason (head, shape mismatch)
+    missing: list[str] = field(default_factory=list)          # model keys the file did not have
+    unused: list[str] = field(default_factory=list)           # file keys the model does not have
+    prefix: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-friendly account (recorded in the member's information)."""
+        return {"path": self.path, "prefix_stripped": self.prefix, "loaded": len(self.loaded),
+                "adapted": self.adapted, "skipped": self.skipped, "missing": self.missing[:20],
+                "n_missing": len(self.missing), "n_unused": len(self.unused), "unused": self.unused[:20]}
+
+    def describe(self) -> str:
+        parts = [f"{len(self.loaded)} tensors loaded from {self.path}"]
+        if self.adapted:
+            parts.append(f"input channels adapted: {', '.join(self.adapted)}")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} kept new ({', '.join(sorted(self.skipped)[:4])})")
+        if self.missing:
+            parts.append(f"{len(self.missing)} not in the file")
+        if self.unused:
+            parts.append(f"{len(self.unused)} in the file unused")
+        return "; ".join(parts)
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """The tensors of a weights file (safetensors, or a torch checkpoint loaded with ``weights_only``)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"model.pretrained: {path} does not exist; give the path of a local weights file "
+                          "(.safetensors, .pt, .pth or .ckpt); nothing is downloaded")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: Any = load_file(str(path), device="cpu")
+        else:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise ConfigError(f"model.pretrained: cannot read {path} as safetensors or as a torch state dict loaded "
+                          f"with weights_only=True ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                          "save plain tensors, e.g. torch.save(model.state_dict(), path)") from None
+    for _ in range(3):  # unwrap {"state_dict": {...}} and the like
+        if isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
+            inner = next((obj[k] for k in _NESTED if isinstance(obj.get(k), Mapping)), None)
+            if inner is None:
+                break
+            obj = inner
+    if not isinstance(obj, Mapping):
+        raise ConfigError(f"model.pretrained: {path} holds a {type(obj).__name__}, not a dict of tensors")
+    tensors = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise ConfigError(f"model.pretrained: {path} holds no tensors (keys: {sorted(obj)[:8]})")
+    return tensors
+
+
+def _strip_prefix(keys: list[str], targets: set[str]) -> str:
+    """The leading dotted prefix whose removal makes the most keys match ``targets`` ('' if none helps)."""
+    best, best_hits = "", sum(k in targets for k in keys)
+    candidates: set[str] = set()
+    for k in keys:
+        parts = k.split(".")
+        for depth in range(1, min(4, len(parts))):
+            candidates.add(".".join(parts[:depth]) + ".")
+    for prefix in sorted(candidates, key=len):
+        hits = sum(k.startswith(prefix) and k[len(prefix):] in targets for k in keys)
+        if hits > best_hits:
+            best, best_hits = prefix, hits
+    return best
+
+
+def first_conv(model: nn.Module) -> str | None:
+    """Name of the first convolution (in registration order), the one that sees the input channels."""
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            return name
+    return None
+
+
+def classifier_head(model: nn.Module) -> nn.Module:
+    """The classifier head: timm models' ``get_classifier()``, else a ``head`` (earmark's own networks)."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
+    if hasattr(model, "get_classifier"):
+        head = model.get_classifier()
+        if isinstance(head, nn.Module):
+            return head
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Module):
+        return head
+    raise ConfigError(f"{type(model).__name__} has no recognisable classifier head (get_classifier() or .head); "
+                      "it cannot be fine-tuned with a frozen backbone")
+
+
+def adapt_channels(weight: Tensor, in_chans: int) -> Tensor:
+    """A first-convolution kernel ``(out, in, ...)`` for ``in_chans`` inputs: summed into 1, or repeated and
+    scaled by ``in / in_chans`` so the response to a repeated input stays the same (as timm does)."""
+    src = weight.shape[1]
+    if src == in_chans:
+        return weight
+    w = weight.float()
+    if in_chans == 1:
+        out = w.sum(dim=1, keepdim=True)
+    else:
+        reps = -(-in_chans // src)
+        out = w.repeat(1, reps, *([1] * (w.dim() - 2)))[:, :in_chans] * (src / in_chans)
+    return out.to(weight.dtype)
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> PretrainedReport:
+    """Load a local weights file into ``model`` (a backbone) in place; returns what was loaded or skipped."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    report = PretrainedReport(str(path))
+    report.prefix = _strip_prefix(list(state), set(own))
+    renamed = {(k[len(report.prefix):] if report.prefix and k.startswith(report.prefix) else k): v
+               for k, v in state.items()}
+    conv = first_conv(model)
+    conv_key = f"{conv}.weight" if conv is not None else None
+    try:
+        head_keys = {n for n, _ in _named_in(model, classifier_head(model))}
+    except ConfigError:
+        head_keys = set()
+    accepted: dict[str, Tensor] = {}
+    for key, value in renamed.items():
+        if key not in own:
+            report.unused.append(key)
+            continue
+        target = own[key]
+        if key == conv_key and value.dim() == target.dim() and value.shape[1] != target.shape[1] \
+                and value.shape[0] == target.shape[0] and value.shape[2:] == target.shape[2:]:
+            value = adapt_channels(value, target.shape[1])
+            report.adapted.append(f"{key}: {tuple(renamed[key].shape)} -> {tuple(value.shape)}")
+        if value.shape != target.shape:
+            what = "classifier head" if key in head_keys else "shape differs"
+            report.skipped[key] = f"{what}: file {tuple(value.shape)}, model {tuple(target.shape)}"
+            continue
+        accepted[key] = value.to(target.dtype)
+        report.loaded.append(key)
+    if not accepted:
+        raise ConfigError(f"model.pretrained: none of the {len(state)} tensors of {path} fit this model "
+                          f"(file keys like {sorted(state)[:3]}, model keys like {sorted(own)[:3]}); is it a "
+                          "checkpoint of the same architecture?")
+    model.load_state_dict(accepted, strict=False)
+    report.missing = sorted(k for k in own if k not in accepted)
+    log.info("pretrained: %s", report.describe())
+    return report
+
+
+def _named_in(model: nn.Module, sub: nn.Module) -> list[tuple[str, Tensor]]:
+    """State-dict entries of ``sub`` under their names in ``model``."""
+    prefix = next((n for n, m in model.named_modules() if m is sub), None)
+    if prefix is None:
+        return []
+    return [(f"{prefix}.{k}" if prefix else k, v) for k, v in sub.state_dict().items()]
