@@ -69,3 +69,32 @@ def shared_dataset(name: str) -> Path:
     if not (path / "manifest.csv").is_file():
         pytest.skip(f"../shared/data/{name} is not available")
     return path
+
+
+@pytest.fixture(scope="session")
+def fsdd_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny finished run on real spoken digits (FSDD, 3 files per digit, 8 kHz, 1 epoch, one member, two
+    test-time shifts). Read-only: tests that change a run copy it first."""
+    import earmark
+
+    data = shared_dataset("fsdd")
+    out = tmp_path_factory.mktemp("runs") / "fsdd"
+    earmark.train(data, out, "default", FAST + ["train.epochs=1", "data.max_files_per_class=3", "audio.sample_rate=8000",
+                                                "features.f_max=4000", "segment.length_s=0.5", "segment.hop_s=0.25",
+                                                "ensemble.tta=2"], show_progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def esc10_cv_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny finished cross-validation run on ESC-10 (2 clips per class, trained on their first 1.5 s, 2 folds =
+    2 members weighted by validation loss, hard voting, majority vote over segments, 1 epoch).
+    Read-only: tests that change a run copy it first."""
+    import earmark
+
+    data = shared_dataset("esc10")
+    out = tmp_path_factory.mktemp("runs") / "esc10"
+    earmark.train(data, out, "default", FAST + ["train.epochs=1", "train.batch_size=16", "data.max_files_per_class=2",
+                                                "audio.max_duration_s=1.5", "split.max_folds=2", "ensemble.voting=hard",
+                                                "ensemble.weighted=true", "eval.aggregate=vote"], show_progress=False)
+    return out

@@ -50,3 +50,11 @@ def test_recipe_from_yaml_file(tmp_path):
     p.write_text("train:\n  epochs: 2\nmodel:\n  name: crnn\n")
     r = load_recipe(str(p), ["train.batch_size=8"])
     assert (r.name, r.train.epochs, r.model.name, r.train.batch_size) == ("mine", 2, "crnn", 8)
+
+
+def test_user_overrides_win_over_a_variants_own_settings():
+    r = load_recipe("default", ["train.epochs=2"])
+    r.variants = {"long": ["train.epochs=30", "model.name=crnn"]}
+    assert r.variant("long").train.epochs == 30
+    v = r.variant("long", ["train.epochs=2"])
+    assert (v.train.epochs, v.model.name, v.name) == (2, "crnn", "default/long")

@@ -157,7 +157,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path: Path, s
     member = out / "folds" / "holdout" / "members" / "0"
     fit = json.loads((member / "fit.json").read_text())
     assert fit["epochs_run"] == 14
-    from earmark.evaluate.plots import read_training_logs
+    from earmark.evaluation.plots import read_training_logs
 
     curves = read_training_logs(member / "logs" / "csv")
     assert [e for e, _ in curves["train_loss"]] == list(range(14))  # both attempts' epochs are kept

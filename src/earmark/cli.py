@@ -54,7 +54,10 @@ def train(
         run = run_train(data, out, recipe, overrides, group=group)
     except EarmarkError as exc:
         _fail(exc)
-    _print_summary(run.path)
+    from .training.distributed import is_global_zero
+
+    if is_global_zero():  # the other processes of a DDP fit write nothing
+        _print_summary(run.path)
 
 
 def _print_summary(run_path: Path) -> None:
@@ -65,7 +68,12 @@ def _print_summary(run_path: Path) -> None:
                f"track accuracy {100 * m['track_accuracy']:.1f}%{sd('track_accuracy')}, "
                f"track macro-F1 {100 * m['track_macro_f1']:.1f}%{sd('track_macro_f1')} "
                f"({n} fold{'s' * (n > 1)}, {m['n_skipped']} skipped)")
-    typer.echo(f"run folder: {run_path}  (report.md, metrics.json, confusion_matrix.png, training_curves.png)")
+    if m.get("best_variant"):
+        typer.echo(f"best variant (by {m['selected_by']}): {m['best_variant']}; all variants: "
+                   f"{run_path / 'comparison.md'}")
+    shown = [n for n in ("report.md", "metrics.json", "confusion_matrix.png", "training_curves.png",
+                         "ensemble_size.png", "comparison.md") if (run_path / n).is_file()]
+    typer.echo(f"run folder: {run_path}  ({', '.join(shown)})")
 
 
 @app.command()
@@ -136,6 +144,26 @@ def _write_csv(results: list[dict], labels: list[str], segments: bool) -> None:
 
 
 @app.command()
+def distill(
+    run: Annotated[Path, typer.Argument(help="The teacher: a finished run, typically an ensemble.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder for the student.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Student model (default: the "
+                                                 "teacher's model, as one member).")] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Distill an ensemble into one fast model trained on its soft labels and the true labels."""
+    from .training.distill import describe
+    from .training.distill import distill as run_distill
+
+    try:
+        student = run_distill(run, out, model, overrides)
+    except EarmarkError as exc:
+        _fail(exc)
+    _print_summary(student.path)
+    typer.echo(describe(json.loads((student.path / "distillation.json").read_text())))
+
+
+@app.command()
 def prepare(
     data: Annotated[Path, typer.Argument(help="Dataset folder.")],
     recipe: RecipeOpt = "default",
@@ -163,6 +191,40 @@ def prepare(
 
 
 @app.command()
+def audit(
+    data: Annotated[Path, typer.Argument(help="Dataset folder (class folders, manifest.csv, or a known "
+                                         "layout).")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for audit.json, audit.md and "
+                                                "class_balance.png (default earmark-audit/<data name>).")
+                   ] = None,
+    recipe: RecipeOpt = "default",
+    overrides: SetOpt = None,
+    group: GroupOpt = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit with status 1 on warnings.")] = False,
+) -> None:
+    """Check a dataset: classes, durations, formats, unreadable files, duplicates and split leaks."""
+    from .data.audit import audit as run_audit
+    from .data.audit import write_audit
+
+    try:
+        report = run_audit(data, recipe, overrides, group)
+    except EarmarkError as exc:
+        _fail(exc)
+    folder = out or Path("earmark-audit") / Path(data).resolve().name
+    paths = write_audit(report, folder)
+    typer.echo(f"{report['layout']} layout: {report['n_files']} files, {report['n_classes']} classes, "
+               f"{report['n_usable']} usable ({report['usable_hours'] * 60:.1f} min), "
+               f"{len(report['unreadable'])} unusable; duplicate sets: "
+               f"{len(report['exact_duplicates'])} exact, {len(report['near_duplicates'])} near "
+               f"({report['seconds']:.1f} s)")
+    for w in report["warnings"]:
+        typer.echo(f"warning: {w}")
+    typer.echo(f"report: {paths['markdown']}  ({paths['json'].name}, {paths['plot'].name})")
+    if strict and report["warnings"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def recipes() -> None:
     """List the built-in recipes."""
     from .config import load_recipe, recipe_names
@@ -179,6 +241,24 @@ def models(pattern: Annotated[str, typer.Argument(help="Shell-style filter, e.g.
     for name in list_models(pattern):
         spec = get_spec(name)
         typer.echo(f"{name:20s} {spec.family:10s} {spec.input:12s} {spec.description}")
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Finished run folders.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for comparison.md/.csv/.png.")] = Path("comparison"),
+    speed_batches: Annotated[int, typer.Option("--speed-batches", help="Batches timed per run for the "
+                                               "inference speed (0: skip).")] = 3,
+) -> None:
+    """A leaderboard of runs: model, parameters, accuracy, macro-F1, train time, inference speed."""
+    from .evaluation.compare import compare_runs, to_text
+
+    try:
+        rows = compare_runs(runs, out, speed_batches)
+    except EarmarkError as exc:
+        _fail(exc)
+    typer.echo(to_text(rows), nl=False)
+    typer.echo(f"written: {out / 'comparison.md'}, {out / 'comparison.csv'}, {out / 'comparison.png'}")
 
 
 @app.command()
@@ -207,6 +287,52 @@ def demo(
         bar = "#" * int(20 * s["probabilities"][s["label"]])
         typer.echo(f"  {s['start']:5.1f}-{s['end']:5.1f} s  {s['label']:6s} {bar}")
     typer.echo(f"\nnext: earmark predict {run.path} YOUR_FILES  |  report: {run.path / 'report.md'}")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Export format (onnx).")] = "onnx",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write (default RUN/model.onnx).")] = None,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 18,
+) -> None:
+    """Export a run (every member, the filter bank, segmenting and voting) as one ONNX graph."""
+    from .inference.onnx import OnnxModel, export_and_verify
+
+    if fmt != "onnx":
+        _fail(EarmarkError(f"--format {fmt!r} is not supported; use onnx"))
+    try:
+        path, diff = export_and_verify(run, out, opset=opset)
+        model = OnnxModel(path)
+    except EarmarkError as exc:
+        _fail(exc)
+    typer.echo(f"{path}  ({path.stat().st_size / 1e6:.1f} MB; input waveform (batch, samples) float32 at "
+               f"{model.sample_rate} Hz; {len(model.labels)} classes; max difference from PyTorch {diff or 0:.1e})")
+
+
+@app.command()
+def serve(
+    run: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port.")] = 8000,
+    backend: Annotated[str, typer.Option("--backend", help="torch or onnx.")] = "torch",
+    max_mb: Annotated[float, typer.Option("--max-mb", help="Largest upload in MB.")] = 50.0,
+    max_duration: Annotated[float, typer.Option("--max-duration", help="Longest audio in seconds.")] = 600.0,
+    concurrency: Annotated[int, typer.Option("--concurrency", help="Requests predicting at once.")] = 2,
+) -> None:
+    """Serve a run over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, and a page at /."""
+    import uvicorn
+
+    from .serve.app import ServeSettings, create_app
+
+    settings = ServeSettings(max_upload_bytes=int(max_mb * 1e6), max_duration_s=max_duration,
+                             max_concurrent=concurrency, backend=backend)
+    try:
+        web = create_app(run, settings)
+    except EarmarkError as exc:
+        _fail(exc)
+    typer.echo(f"serving {run} at http://{host}:{port}/  (Ctrl-C to stop)", err=True)
+    uvicorn.run(web, host=host, port=port, log_level="warning")
 
 
 def main() -> None:

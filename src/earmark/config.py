@@ -215,6 +215,14 @@ class EnsembleConfig(_Section):
     tta_shift: float = Field(0.1, ge=0, lt=1, description="Largest TTA shift, fraction of a segment.")
 
 
+class DistillConfig(_Section):
+    """Knowledge distillation: a student learns from a teacher run's soft labels and the true labels."""
+
+    teacher: str | None = Field(None, description="Teacher run folder (set by `earmark distill`).")
+    alpha: float = Field(0.7, ge=0, le=1, description="Weight of the soft-label loss (1 - alpha: true labels).")
+    temperature: float = Field(2.0, gt=0, description="Softening of the teacher's probabilities.")
+
+
 class Recipe(_Section):
     """A complete run description."""
 
@@ -231,6 +239,12 @@ class Recipe(_Section):
     data: DataConfig = Field(default_factory=DataConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    variants: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Named sets of overrides; each trains as its own run under RUN/variants/<name>, and the run "
+                    "predicts with the variant of best validation accuracy.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "Recipe":
@@ -247,6 +261,17 @@ class Recipe(_Section):
     @property
     def split_seed(self) -> int:
         return self.seed if self.split.seed is None else self.split.seed
+
+    def variant(self, name: str, overrides: list[str] | None = None) -> "Recipe":
+        """The recipe of one variant: this recipe (without variants), the variant's overrides, then
+        ``overrides`` (the user's ``--set``), so what the user asks for wins over the variant's own choice."""
+        if name not in self.variants:
+            raise ConfigError(f"recipe {self.name!r} has no variant {name!r}; it has {', '.join(self.variants)}")
+        base = self.model_dump(mode="json")
+        base.pop("variants")
+        base["name"] = f"{self.name}/{name}"
+        data = apply_overrides(apply_overrides(base, self.variants[name]), overrides)
+        return recipe_from_dict(data, f"{self.name} variant {name}")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

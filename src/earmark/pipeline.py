@@ -24,15 +24,15 @@ from .data.sources import discover
 from .data.split import Fold, make_folds
 from .data.store import PreparedStore, prepare_manifest
 from .ensemble import vote, with_tta
-from .errors import DatasetError, RunError
-from .evaluate.aggregate import aggregate_by_track
-from .evaluate.metrics import classification_scores, mean_std
-from .evaluate.plots import plot_confusion, plot_training_curves, read_training_logs, write_confusion_csv
-from .evaluate.report import write_report
+from .errors import ConfigError, DatasetError, RunError
+from .evaluation.aggregate import aggregate_by_track
+from .evaluation.metrics import classification_scores, mean_std
+from .evaluation.plots import plot_confusion, plot_training_curves, read_training_logs, write_confusion_csv
+from .evaluation.report import write_report
 from .inference.members import load_member, save_net
 from .models.registry import get_spec
 from .run import RunFolder
-from .utils.files import atomic_write_json, atomic_write_text, read_json
+from .utils.files import atomic_write_json, atomic_write_npy, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,16 @@ def fit_member(recipe: Recipe, ds: Dataset, fold: Fold, train: np.ndarray, val: 
     if spec.is_deep:
         from .training.fit import fit_network
 
-        result = fit_network(recipe, num_classes, ds.store, ds.label_index, train, val, folder, seed)
+        teacher = None
+        if recipe.distill.teacher:
+            from .training.distill import teacher_for_fold
+
+            teacher = teacher_for_fold(recipe, ds, fold)
+        result = fit_network(recipe, num_classes, ds.store, ds.label_index, train, val, folder, seed, teacher)
         save_net(result.net, folder / "model.safetensors")
         return {"kind": "net", **result.info}
+    if recipe.distill.teacher:
+        raise ConfigError(f"distillation trains networks; {recipe.model.name} is a classical model")
     from .models.classical import fit_classical
 
     return {"kind": "classical", **fit_classical(recipe, ds.store, ds.label_index, train, val, folder, seed,
@@ -207,13 +214,14 @@ def run_fold(recipe: Recipe, run: RunFolder, ds: Dataset, fold: Fold) -> dict[st
     per_member = member_segment_probs(members, ds, table, recipe)
     weights = member_weights(recipe, entries)
     seg_probs = vote(per_member, recipe.ensemble.voting, weights).astype(np.float32)
-    np.save(folder / "test_member_probs.npy", per_member)  # for ensemble-size reports without retraining
+    atomic_write_npy(folder / "test_member_probs.npy", per_member)  # ensemble-size reports without retraining
     metrics, seg_rows, track_rows = score_tracks(ds, table, seg_probs, recipe)
-    np.save(folder / "test_segment_files.npy", table.files)
+    atomic_write_npy(folder / "test_segment_files.npy", table.files)
     header_probs = [f"p_{lbl}" for lbl in ds.labels]
     _write_csv(folder / "test_segments.csv", ["path", "start_s", "end_s", "label", "predicted", *header_probs],
                seg_rows)
     _write_csv(folder / "test_tracks.csv", ["path", "label", "predicted", *header_probs], track_rows)
+    metrics["val_segment_accuracy"] = _val_accuracy(recipe, ds, fold, members, weights)
     metrics["fold"] = fold.name
     metrics["members"] = len(entries)
     metrics["n_train_files"], metrics["n_val_files"] = int(fold.train.size), int(fold.val.size)
@@ -221,6 +229,16 @@ def run_fold(recipe: Recipe, run: RunFolder, ds: Dataset, fold: Fold) -> dict[st
                                          for e in entries))
     atomic_write_json(done, metrics)
     return metrics
+
+
+def _val_accuracy(recipe: Recipe, ds: Dataset, fold: Fold, members: list[Any], weights: list[float]
+                  ) -> float | None:
+    """Segment accuracy of the fold's ensemble on its validation files (used to choose between variants)."""
+    table = SegmentTable.build(ds.store, fold.val, recipe.segment, recipe.audio.sample_rate)
+    if len(table) == 0:
+        return None
+    probs = vote(member_segment_probs(members, ds, table, recipe), recipe.ensemble.voting, weights)
+    return float((probs.argmax(1) == ds.label_index[table.files]).mean())
 
 
 # ----------------------------------------------------------------------------------------------- summary
@@ -238,8 +256,9 @@ def summarize(recipe: Recipe, run: RunFolder, ds: Dataset, folds: list[Fold], re
     confusion = np.sum([np.asarray(r["confusion"]) for r in results], axis=0)
     pooled = classification_scores(*_expand_confusion(confusion), labels)
     metrics.update({
-        "folds": {r["fold"]: {k: r[k] for k in (*_HEADLINE, "n_test_tracks", "n_test_segments", "train_seconds")}
-                  for r in results},
+        "folds": {r["fold"]: {k: r.get(k) for k in (*_HEADLINE, "val_segment_accuracy", "n_test_tracks",
+                                                    "n_test_segments", "train_seconds")} for r in results},
+        "val_segment_accuracy": _mean_or_none([r.get("val_segment_accuracy") for r in results]),
         "n_folds": len(results), "split_method": _split_method(recipe, ds.manifest),
         "aggregate": recipe.eval.aggregate, "labels": labels,
         "per_class": pooled["per_class"], "confusion": confusion.tolist(),
@@ -265,6 +284,11 @@ def summarize(recipe: Recipe, run: RunFolder, ds: Dataset, folds: list[Fold], re
     _write_csv(run.file("test_predictions.csv"), ["fold", *header], rows)
     write_report(run, recipe, ds, metrics)
     return metrics
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
 
 
 def _expand_confusion(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -293,8 +317,15 @@ def train(data: str | Path, out: str | Path, recipe: str | Recipe = "default", o
     rec = load_recipe(recipe, overrides) if isinstance(recipe, str) else recipe
     if group:
         rec = rec.model_copy(update={"data": rec.data.model_copy(update={"group": group})})
+    from .training.distributed import follow, is_global_zero
+
+    if not is_global_zero():  # another process of a distributed (DDP) fit: join the fits, write nothing
+        follow(data, out, rec)
+        return RunFolder(Path(out))
     run = RunFolder(Path(out))
     run.start(rec, str(data))
+    if rec.variants:
+        return _train_variants(data, run, rec, show_progress, started, overrides if isinstance(recipe, str) else None)
     ds = load_dataset(data, rec, show_progress=show_progress)
     labels_file = run.file("labels.json")
     if labels_file.is_file() and run.labels() != ds.labels:
@@ -316,6 +347,12 @@ def train(data: str | Path, out: str | Path, recipe: str | Recipe = "default", o
     for e, w in zip(entries, weights):
         e["weight"] = w
     atomic_write_json(run.file("members.json"), {"voting": rec.ensemble.voting, "members": entries})
+    if len(entries) > len(folds):
+        from .evaluation.ensemble_report import weights_from_members, write_ensemble_report
+
+        truth = {int(i): int(li) for i, li in enumerate(ds.label_index)}
+        write_ensemble_report(run.path, [f.name for f in folds], truth, rec.eval.aggregate,
+                              weights_from_members(run.path) if rec.ensemble.weighted else None)
     seconds = time.perf_counter() - started
     summarize(rec, run, ds, folds, results, seconds)
     run.write_info(status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -337,10 +374,9 @@ def _write_splits(run: RunFolder, ds: Dataset, folds: list[Fold]) -> None:
 
 
 def _audit_warnings(ds: Dataset) -> None:
-    try:
-        from .data.audit import quick_warnings
-    except ImportError:  # pragma: no cover
-        return
+    """Log what ``earmark audit`` would warn about (duplicates across classes or splits, imbalance)."""
+    from .data.audit import quick_warnings
+
     for w in quick_warnings(ds.manifest, ds.store):
         log.warning("audit: %s", w)
 
@@ -378,3 +414,29 @@ def evaluate(run_dir: str | Path, data: str | Path, out: str | Path | None = Non
     write_confusion_csv(np.asarray(metrics["confusion"]), ds.labels, out_dir / "confusion_matrix.csv")
     metrics["out"] = str(out_dir)
     return metrics
+
+
+def _train_variants(data: str | Path, run: RunFolder, rec: Recipe, show_progress: bool, started: float,
+                    overrides: list[str] | None = None) -> RunFolder:
+    """Train every variant as its own run; the parent run points at the best one on validation data."""
+    results: dict[str, dict[str, Any]] = {}
+    for name in rec.variants:
+        log.info("variant %s: %s", name, " ".join(rec.variants[name]) or "(the recipe as is)")
+        sub = train(data, run.path / "variants" / name, rec.variant(name, overrides), show_progress=show_progress)
+        results[name] = read_json(sub.file("metrics.json"))
+    has_val = all(m.get("val_segment_accuracy") is not None for m in results.values())
+    key = "val_segment_accuracy" if has_val else "track_accuracy"
+    best = max(results, key=lambda n: results[n][key])  # first listed wins ties
+    if not has_val:
+        log.warning("no validation data: the variant was chosen on test scores (optimistic)")
+    metrics = {k: results[best][k] for k in (*_HEADLINE, *(f"{h}_std" for h in _HEADLINE), "n_folds", "n_skipped")}
+    metrics.update(best_variant=best, selected_by=key, variants={
+        n: {k: m.get(k) for k in (*_HEADLINE, "val_segment_accuracy", "train_seconds", "n_folds")}
+        for n, m in results.items()})
+    atomic_write_json(run.file("metrics.json"), metrics)
+    from .evaluation.compare import compare_runs
+
+    compare_runs([run.path / "variants" / n for n in rec.variants], out_dir=run.path)
+    run.write_info(status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S"), best_variant=best,
+                   variants=list(rec.variants), wall_seconds=time.perf_counter() - started)
+    return run

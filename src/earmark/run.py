@@ -112,7 +112,14 @@ def load_run_recipe(path: Path) -> Recipe:
     p = Path(path) / "config.yaml"
     if not p.is_file():
         raise RunError(f"{path} is not an earmark run (no config.yaml)")
-    data = yaml.safe_load(p.read_text())
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))  # plain YAML only: no Python objects are built
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise RunError(f"{p}: not plain YAML ({first}); it was not loaded. Restore the run's config.yaml or "
+                       "train again") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{p}: not a recipe (a mapping of sections); restore it or train again")
     return recipe_from_dict(data, str(p))
 
 
@@ -125,6 +132,9 @@ def open_run(path: str | Path) -> RunFolder:
     if status != "complete":
         raise RunError(f"{path} is not finished (status: {status}); run the same `earmark train` command again "
                        "to resume it")
+    best = run.info().get("best_variant")
+    if best:  # a run of several variants predicts with the one chosen on validation data
+        return open_run(run.path / "variants" / best)
     for name in ("config.yaml", "labels.json", "members.json"):
         if not run.file(name).is_file():
             raise RunError(f"{path} is incomplete: {name} is missing")

@@ -106,3 +106,19 @@ def test_audio_info_reads_header_only(tmp_path):
     path = write_wav(tmp_path / "i.wav", np.zeros((22050, 2), np.float32), 22050)
     info = audio_info(path)
     assert (info.sample_rate, info.channels, info.frames) == (22050, 2, 22050)
+
+
+@pytest.mark.skipif(not ffmpeg_available(), reason="ffmpeg is not installed")
+def test_vbr_mp3_without_xing_header_is_decoded_whole(tmp_path):
+    import subprocess
+
+    rng = np.random.default_rng(0)
+    x = (tone(300, 9.0, 44100) * (1 + 0.5 * np.sin(np.arange(9 * 44100) / 44100 * 3))
+         + 0.05 * rng.standard_normal(9 * 44100)).astype(np.float32)
+    wav = write_wav(tmp_path / "v.wav", x, 44100)
+    mp3 = tmp_path / "v.mp3"
+    proc = subprocess.run(["ffmpeg", "-v", "error", "-i", str(wav), "-c:a", "libmp3lame", "-q:a", "6",
+                           "-write_xing", "0", str(mp3)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip("this ffmpeg has no libmp3lame encoder")
+    assert abs(len(load_audio(mp3, SR)) / SR - 9.0) < 0.1

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from earmark.ensemble import tta_shifts, vote
-from earmark.evaluate.aggregate import aggregate_by_track, aggregate_track
-from earmark.evaluate.metrics import classification_scores
+from earmark.evaluation.aggregate import aggregate_by_track, aggregate_track
+from earmark.evaluation.metrics import classification_scores
 
 
 def test_mean_and_vote_can_disagree():

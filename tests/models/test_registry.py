@@ -38,6 +38,69 @@ def test_every_network_trains_a_step_with_the_right_shapes(name):
     torch.testing.assert_close(probs.sum(1), torch.ones(2))
 
 
+CLASSICAL = [n for n in list_models() if not get_spec(n).is_deep]
+
+
+def test_the_parametrized_tests_cover_the_whole_registry():
+    deep = [n for n in list_models() if get_spec(n).is_deep]
+    assert sorted(deep + CLASSICAL) == list_models()
+    assert {"logreg", "knn", "gnb", "svm"} <= set(CLASSICAL)
+    assert all(get_spec(n).family == "classical" and get_spec(n).input == "summary" for n in CLASSICAL)
+
+
+@pytest.fixture(scope="module")
+def three_sounds():
+    """24 half-second segments of three classes (tones, noise, clicks) and their summary features."""
+    import numpy as np
+
+    from earmark.features.stats import SummaryFeatures, summarize
+
+    rng = np.random.default_rng(0)
+    t = np.arange(8000) / 16000
+    tones = [0.3 * np.sin(2 * np.pi * rng.uniform(200, 600) * t) for _ in range(8)]
+    noise = [0.1 * rng.standard_normal(8000) for _ in range(8)]
+    clicks = [np.where(np.arange(8000) % int(rng.uniform(800, 1600)) < 40, 0.5, 0.0) + 0.01 * rng.standard_normal(8000)
+              for _ in range(8)]
+    waves = np.stack(tones + noise + clicks).astype(np.float32)
+    recipe = load_recipe("default", ["features.n_mels=40"])
+    extractor = SummaryFeatures.from_config(recipe.features, 16000)
+    return recipe, extractor, waves, summarize(extractor, waves), np.repeat(np.arange(3), 8)
+
+
+@pytest.mark.parametrize("name", CLASSICAL)
+def test_every_classical_model_fits_and_predicts_with_the_right_shapes(name, three_sounds, tmp_path):
+    import numpy as np
+
+    from earmark.models.classical import ClassicalMember, fit_pipeline
+
+    recipe, extractor, waves, x, y = three_sounds
+    pipe = create_model(name, num_classes=4, random_state=0)  # class 3 never seen in training
+    fit_pipeline(pipe, x, y)
+    member = ClassicalMember(pipe, extractor, num_classes=4)
+    probs = member.predict_proba(waves)
+    assert probs.shape == (24, 4) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert np.all(probs[:, 3] == 0) and (probs.argmax(1) == y).mean() >= 0.9
+    assert member.predict_proba(waves[:0]).shape == (0, 4)
+    member.save(tmp_path)
+    loaded = ClassicalMember.load(tmp_path, recipe.model_copy(update={"model": recipe.model.model_copy(
+        update={"name": name})}))
+    np.testing.assert_array_equal(loaded.predict_proba(waves), probs)  # bit for bit
+
+
+def test_earmark_models_lists_every_model_with_family_and_input():
+    from typer.testing import CliRunner
+
+    from earmark.cli import app
+
+    out = CliRunner().invoke(app, ["models"])
+    assert out.exit_code == 0, out.output
+    lines = {line.split()[0]: line.split()[1:3] for line in out.stdout.splitlines() if line.strip()}
+    assert sorted(lines) == list_models()
+    for name, (family, kind) in lines.items():
+        assert (family, kind) == (get_spec(name).family, get_spec(name).input)
+
+
 def test_resnet34_has_dropout_02_before_a_new_head():
     net = create_model("resnet34", num_classes=4, in_chans=1, dropout=0.2)
     assert net.conv1.in_channels == 1 and net.fc.out_features == 4 and net.drop_rate == 0.2

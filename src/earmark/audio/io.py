@@ -1,7 +1,8 @@
 """Decode any audio file to float32 mono at a chosen rate.
 
-wav, flac, ogg, opus and mp3 are decoded in-process by libsndfile (python-soundfile); anything else
-(m4a, aac, wma, video containers, ...) goes through ``ffmpeg`` when it is installed. Channels are mixed
+wav, flac, ogg and opus are decoded in-process by libsndfile (python-soundfile); mp3 by ffmpeg when it is
+installed (exact length for VBR files without a Xing header, which libsndfile cuts short) and by libsndfile
+otherwise; anything else (m4a, aac, wma, video containers, ...) goes through ``ffmpeg`` when it is installed. Channels are mixed
 down by averaging; rates are converted with soxr (high quality). Everything goes through one streaming
 path, so a two-hour file can be read block by block with bounded memory (:func:`stream_audio`), and a
 short file in one call (:func:`load_audio`).
@@ -25,6 +26,10 @@ from ..errors import AudioDecodeError
 NATIVE_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au"}
 #: Extensions we go looking for when a folder is given; ffmpeg handles those libsndfile cannot.
 AUDIO_EXTENSIONS = NATIVE_EXTENSIONS | {".m4a", ".aac", ".mp4", ".wma", ".webm", ".mka", ".amr", ".3gp"}
+
+#: Formats decoded by ffmpeg first when it is installed: libsndfile takes an MP3's length from its first
+#: frame or Xing header, so a VBR file without that header is silently cut short (9 s read as 3 s).
+FFMPEG_FIRST = {".mp3"}
 
 _BLOCK_SECONDS = 30.0
 
@@ -56,15 +61,18 @@ def _check_file(path: Path) -> None:
 
 
 def _ffprobe(path: Path) -> AudioInfo:
-    cmd = ["ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
-           "stream=sample_rate,channels", "-of", "json", str(path)]
+    """Rate and channels of the first audio stream; its length only when the container states it (a length
+    ffmpeg merely estimates from the bitrate, as for a VBR MP3 without a Xing header, is not trusted)."""
+    cmd = ["ffprobe", "-v", "warning", "-select_streams", "a:0", "-show_entries",
+           "stream=sample_rate,channels,duration", "-of", "json", str(path)]
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=60)
     except subprocess.TimeoutExpired:
         raise AudioDecodeError(path, "not readable as audio (ffprobe timed out)") from None
+    err = proc.stderr.decode(errors="replace").strip().splitlines()
     if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise AudioDecodeError(path, f"not readable as audio (ffmpeg: {err[-1][:200] if err else 'failed'})")
+        last = err[-1].replace(f"{path}: ", "")[:200] if err else "failed"
+        raise AudioDecodeError(path, f"not readable as audio (ffmpeg: {last})")
     try:
         streams = json.loads(proc.stdout or b"{}").get("streams", [])
     except json.JSONDecodeError:
@@ -72,27 +80,41 @@ def _ffprobe(path: Path) -> AudioInfo:
     if not streams:
         raise AudioDecodeError(path, "not readable as audio (no audio stream found)")
     s = streams[0]
-    return AudioInfo(int(s["sample_rate"]), int(s["channels"]), None)
+    rate = int(s["sample_rate"])
+    frames = None
+    estimated = any("Estimating duration" in line for line in err)
+    if s.get("duration") not in (None, "N/A") and not estimated:
+        frames = int(round(float(s["duration"]) * rate))
+    return AudioInfo(rate, int(s["channels"]), frames)
 
 
 def audio_info(path: str | Path) -> AudioInfo:
     """Rate, channels and length of a file, without decoding it."""
     path = Path(path)
     _check_file(path)
+    if path.suffix.lower() in FFMPEG_FIRST and ffmpeg_available():
+        try:
+            return _ffprobe(path)
+        except AudioDecodeError:
+            pass
     if path.suffix.lower() in NATIVE_EXTENSIONS:
         try:
             i = sf.info(str(path))
             return AudioInfo(int(i.samplerate), int(i.channels), int(i.frames) if i.frames > 0 else None)
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
             if not ffmpeg_available():
-                raise AudioDecodeError(path, f"not readable as audio ({_short(exc)})") from None
+                raise AudioDecodeError(path, f"not readable as audio ({_short(exc, path)})") from None
     elif not ffmpeg_available():
         raise _needs_ffmpeg(path)
     return _ffprobe(path)
 
 
-def _short(exc: BaseException) -> str:
+def _short(exc: BaseException, path: Path | None = None) -> str:
+    """The first line of a decoder's message, without the file name the error already carries."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if path is not None:
+        text = text.replace(f'Error opening "{path}": ', "").replace(f"Error opening {path!r}: ", "")
+        text = text.replace(f"{path}: ", "")
     return text[:200]
 
 
@@ -100,7 +122,7 @@ def _native_blocks(path: Path, block_s: float) -> tuple[AudioInfo, Iterator[np.n
     try:
         f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioDecodeError(path, f"not readable as audio ({_short(exc)})") from None
+        raise AudioDecodeError(path, f"not readable as audio ({_short(exc, path)})") from None
     info = AudioInfo(int(f.samplerate), int(f.channels), int(f.frames) if f.frames > 0 else None)
     block_frames = max(1, int(block_s * info.sample_rate))
 
@@ -110,7 +132,9 @@ def _native_blocks(path: Path, block_s: float) -> tuple[AudioInfo, Iterator[np.n
                 try:
                     block = f.read(block_frames, dtype="float32", always_2d=True)
                 except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-                    raise AudioDecodeError(path, f"decoding failed midway ({_short(exc)})") from None
+                    reason = f"decoding failed midway ({_short(exc, path)})"
+                    raise AudioDecodeError(path, f"{reason}; the file is truncated or corrupt: re-download "
+                                                 "or re-export it") from None
                 if block.shape[0] == 0:
                     return
                 yield block
@@ -159,7 +183,13 @@ def open_blocks(path: str | Path, block_s: float = _BLOCK_SECONDS) -> tuple[Audi
     """Open a file for streaming: its info and an iterator of ``(frames, channels)`` float32 blocks."""
     path = Path(path)
     _check_file(path)
-    if path.suffix.lower() in NATIVE_EXTENSIONS:
+    suffix = path.suffix.lower()
+    if suffix in FFMPEG_FIRST and ffmpeg_available():
+        try:
+            return _ffmpeg_blocks(path, block_s)
+        except AudioDecodeError:
+            pass  # ffprobe could not read it: let libsndfile try, and report its reason
+    if suffix in NATIVE_EXTENSIONS:
         try:
             return _native_blocks(path, block_s)
         except AudioDecodeError as native:
@@ -185,7 +215,8 @@ def stream_audio(
     """Yield float32 mono blocks at ``sample_rate``; memory stays bounded whatever the file's length.
 
     Raises:
-        AudioDecodeError: the file is missing, empty, not audio, or holds NaN/Inf samples.
+        AudioDecodeError: the file is missing, empty, not audio, truncated (far fewer frames than its
+            header promises; raised after the last block) or holds NaN/Inf samples.
     """
     path = Path(path)
     info, blocks = open_blocks(path, block_s)
@@ -196,22 +227,34 @@ def stream_audio(
         else soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
     )
     remaining = None if max_duration_s is None else int(round(max_duration_s * info.sample_rate))
+    decoded = 0
     for block in blocks:
         if remaining is not None:
             if remaining <= 0:
                 break
             block = block[:remaining]
             remaining -= block.shape[0]
+        decoded += block.shape[0]
         mono = _to_mono(block)
         if not np.isfinite(mono).all():
             raise AudioDecodeError(path, "contains NaN or Inf samples (a broken float file)")
         out = mono if resampler is None else resampler.resample_chunk(mono)
         if out.size:
             yield np.ascontiguousarray(out, dtype=np.float32)
+    if remaining is None and decoded and _truncated(info.frames, decoded):
+        raise AudioDecodeError(
+            path, f"truncated: the header promises {info.frames / info.sample_rate:.2f} s but only "
+                  f"{decoded / info.sample_rate:.2f} s could be decoded (the file was cut short; "
+                  "re-download or re-export it)")
     if resampler is not None:
         tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
         if tail.size:
             yield np.ascontiguousarray(tail, dtype=np.float32)
+
+
+def _truncated(header_frames: int | None, decoded: int) -> bool:
+    """Whether far fewer frames decoded than the container promised (codecs pad or trim a little)."""
+    return header_frames is not None and header_frames - decoded > max(0.02 * header_frames, 4096)
 
 
 def load_audio(

@@ -57,9 +57,13 @@ class SegmentTable:
 class SegmentDataset(Dataset):
     """Indexed by a *list* of rows (see :class:`BatchSampler`): returns one whole batch."""
 
-    def __init__(self, store: PreparedStore, table: SegmentTable, labels: np.ndarray) -> None:
+    def __init__(self, store: PreparedStore, table: SegmentTable, labels: np.ndarray,
+                 soft_targets: np.ndarray | None = None) -> None:
         self.store, self.table = store, table
         self.labels = np.asarray(labels, dtype=np.int64)  # per store file
+        if soft_targets is not None and len(soft_targets) != len(table):
+            raise ValueError(f"{len(soft_targets)} soft targets for {len(table)} segments")
+        self.soft_targets = None if soft_targets is None else np.asarray(soft_targets, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.table)
@@ -67,10 +71,14 @@ class SegmentDataset(Dataset):
     def segment_labels(self) -> np.ndarray:
         return self.labels[self.table.files]
 
-    def __getitem__(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, rows: list[int]) -> tuple[torch.Tensor, ...]:
+        """``(waves (B, samples), labels (B,))``, plus soft targets ``(B, classes)`` when distilling."""
         rows = np.asarray(rows)
-        waves = self.table.read(self.store, rows)
-        return torch.from_numpy(waves), torch.from_numpy(self.labels[self.table.files[rows]])
+        waves = torch.from_numpy(self.table.read(self.store, rows))
+        labels = torch.from_numpy(self.labels[self.table.files[rows]])
+        if self.soft_targets is None:
+            return waves, labels
+        return waves, labels, torch.from_numpy(self.soft_targets[rows])
 
 
 class BatchSampler(Sampler[list[int]]):

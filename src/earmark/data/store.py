@@ -31,14 +31,14 @@ import numpy as np
 
 from ..audio.io import load_audio
 from ..config import AudioConfig
-from ..errors import AudioDecodeError, DatasetError
+from ..errors import AudioDecodeError, ConfigError, DatasetError
 from ..utils.files import atomic_write_json, atomic_write_text, read_json
 from ..utils.progress import progress
 from .manifest import Manifest
 
 log = logging.getLogger(__name__)
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: truncated files (far fewer frames than their header says) are skipped
 _COMMIT_EVERY = 64
 
 
@@ -90,6 +90,9 @@ def decode_for_store(path: str, audio: AudioConfig) -> np.ndarray:
 
         wave = separate_vocals(wave, audio.sample_rate, method=audio.separation,
                                checkpoint=audio.demucs_checkpoint)
+        if not np.any(np.abs(wave) > 1e-7):
+            raise AudioDecodeError(path, f"silent after vocal separation ({audio.separation}): nothing but "
+                                         "accompaniment was found")
     return wave
 
 
@@ -102,6 +105,8 @@ def _decode_job(args: tuple[int, str, dict]) -> tuple[int, np.ndarray | None, st
         return i, None, exc.reason
     except MemoryError:
         return i, None, "out of memory while decoding (file too long? set audio.max_duration_s)"
+    except ConfigError:  # a setting that fails every file (e.g. separation=demucs without demucs): stop
+        raise
     except Exception as exc:  # a broken file must never take the whole preparation down
         return i, None, f"unexpected {type(exc).__name__}: {str(exc)[:200]}"
 

@@ -15,6 +15,19 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _model_line(r: "Recipe") -> str:
+    from ..models.registry import get_spec
+
+    spec = get_spec(r.model.name)
+    if not spec.is_deep:
+        return (f"- model: {r.model.name} (scikit-learn pipeline on summary features of each segment); "
+                f"members per fold: {r.ensemble.members}")
+    return (f"- model: {r.model.name}; {r.train.epochs} epochs max, batch {r.train.batch_size}, {r.train.optimizer} "
+            f"lr {r.train.lr:g}, schedule {r.train.schedule.name}; members per fold: {r.ensemble.members}"
+            + (f" ({r.ensemble.kind}, {r.ensemble.voting} voting)" if r.ensemble.members > 1 else "")
+            + (f", test-time augmentation x{r.ensemble.tta}" if r.ensemble.tta > 1 else ""))
+
+
 def write_report(run: "RunFolder", recipe: "Recipe", ds: "Dataset", m: dict[str, Any]) -> None:
     r = recipe
     n_folds = m["n_folds"]
@@ -30,8 +43,7 @@ def write_report(run: "RunFolder", recipe: "Recipe", ds: "Dataset", m: dict[str,
         f"(short: {r.segment.short}, tail: {r.segment.tail})",
         f"- features: {r.features.kind}, {r.features.n_mels} mels, {r.features.win_ms:g}/{r.features.hop_ms:g} ms, "
         f"n_fft {r.features.n_fft}",
-        f"- model: {r.model.name}; {r.train.epochs} epochs max, batch {r.train.batch_size}, {r.train.optimizer} "
-        f"lr {r.train.lr:g}, schedule {r.train.schedule.name}; members per fold: {r.ensemble.members}",
+        _model_line(r),
         f"- track answer: {m['aggregate']} of segment scores",
         f"- training time: {m['train_seconds'] / 60:.1f} min (wall {m['wall_seconds'] / 60:.1f} min)",
         "",
@@ -52,6 +64,10 @@ def write_report(run: "RunFolder", recipe: "Recipe", ds: "Dataset", m: dict[str,
               "|---|---|---|---|---|"]
     for label, c in m["per_class"].items():
         lines.append(f"| {label} | {_pct(c['precision'])} | {_pct(c['recall'])} | {_pct(c['f1'])} | {c['support']} |")
+    size_table = run.file("ensemble_size.md")
+    if size_table.is_file():
+        lines += ["", "## Ensemble size", "", *size_table.read_text().splitlines()[2:], "",
+                  "![accuracy against ensemble size](ensemble_size.png)"]
     lines += ["", "![confusion matrix](confusion_matrix.png)", ""]
     if run.file("training_curves.png").is_file():
         lines += ["![training curves](training_curves.png)", ""]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from ..config import Recipe
@@ -22,7 +23,11 @@ def save_net(net: EarmarkNet, path: Path) -> None:
 
 def load_net(recipe: Recipe, num_classes: int, path: Path, device: str | torch.device = "cpu") -> EarmarkNet:
     net = build_net(recipe, num_classes)
-    missing, unexpected = load_model(net, str(path), strict=False, device=str(device))
+    try:
+        missing, unexpected = load_model(net, str(path), strict=False, device=str(device))
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # missing, not safetensors, damaged
+        raise RunError(f"{path}: cannot load the member's weights ({str(exc)[:200]}); nothing in it was run. "
+                       "Train the run again (or restore the file)") from None
     if missing or unexpected:
         raise RunError(f"{path} does not match model {recipe.model.name}: missing {sorted(missing)[:5]}, "
                        f"unexpected {sorted(unexpected)[:5]}")
@@ -54,7 +59,10 @@ class NetMember:
 def load_member(run_path: Path, entry: dict[str, Any], recipe: Recipe, num_classes: int,
                 device: str = "cpu", batch_size: int = 64) -> Any:
     """One member from its ``members.json`` entry."""
-    folder = run_path / entry["dir"]
+    folder = run_path / str(entry.get("dir", ""))
+    if not entry.get("dir") or not folder.resolve().is_relative_to(Path(run_path).resolve()):
+        raise RunError(f"{run_path / 'members.json'}: member folder {entry.get('dir')!r} is not inside the "
+                       "run")
     kind = entry.get("kind", "net")
     weight = float(entry.get("weight", 1.0))
     if kind == "net":

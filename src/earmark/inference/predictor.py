@@ -20,8 +20,8 @@ import numpy as np
 from ..audio.io import AUDIO_EXTENSIONS, check_stream, stream_audio
 from ..audio.segment import stream_segments
 from ..ensemble import vote, with_tta
-from ..errors import AudioDecodeError, EarmarkError
-from ..evaluate.aggregate import aggregate_track
+from ..errors import AudioDecodeError, EarmarkError, RunError
+from ..evaluation.aggregate import aggregate_track
 from ..run import open_run
 from ..utils.files import read_json
 from .members import load_members
@@ -60,19 +60,44 @@ class Predictor:
         self.voting = members_info.get("voting", cfg.ensemble.voting)
         self.weights = [float(m.get("weight", 1.0)) for m in members_info["members"]]
         if backend == "onnx":
-            from .onnx import OnnxModel
-
-            path = Path(onnx_path) if onnx_path else self.run.file("model.onnx")
-            if not path.is_file():
-                from .onnx import export_onnx
-
-                export_onnx(self.run.path, path)
-            self._onnx = OnnxModel(path)
+            self._onnx = self._load_onnx(onnx_path)
             self.members: list[Any] = []
         elif backend == "torch":
             self.members = load_members(self.run.path, cfg, len(self.labels), device, self.batch_size)
         else:
             raise EarmarkError(f"unknown backend {backend!r}; use torch or onnx")
+
+    def _load_onnx(self, onnx_path: str | Path | None) -> Any:
+        """The run's ONNX model: ``onnx_path`` as given, else ``RUN/model.onnx``, (re-)exported when missing
+        or stale (or, for a read-only run folder, exported into the cache)."""
+        from .onnx import OnnxModel, export_onnx, run_fingerprint
+
+        fingerprint = run_fingerprint(self.run.path)
+        if onnx_path:
+            model = OnnxModel(onnx_path)
+            if model.fingerprint != fingerprint:
+                raise RunError(f"{onnx_path} was not exported from {self.run.path} as it is now; export it again "
+                               f"with `earmark export {self.run.path} --out {onnx_path}`")
+            return model
+        path = self.run.file("model.onnx")
+        if path.is_file():
+            try:
+                model = OnnxModel(path)
+                if model.fingerprint == fingerprint:
+                    return model
+            except RunError:
+                pass  # unreadable: export it again
+            log.info("%s is out of date; exporting it again", path)
+        try:
+            export_onnx(self.run.path, path)
+        except OSError as exc:
+            from ..data.store import cache_root
+
+            path = cache_root() / "onnx" / f"{fingerprint[:24]}.onnx"
+            log.info("cannot write %s (%s); exporting to %s", self.run.file("model.onnx"), exc, path)
+            if not path.is_file():
+                export_onnx(self.run.path, path)
+        return OnnxModel(path)
 
     # ----------------------------------------------------------------------------------- segments
 

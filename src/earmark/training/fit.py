@@ -21,9 +21,11 @@ import torch
 from ..config import Recipe
 from ..data.loader import SegmentDataset, SegmentTable, make_loader
 from ..data.store import PreparedStore
+from ..errors import RunError
 from ..models.net import EarmarkNet, build_net
 from ..models.registry import get_spec
 from ..utils.files import atomic_write_json
+from .distributed import is_global_zero
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,26 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*The number of training batches.*")
     warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=".*You defined a `validation_step` but have no `val_dataloader`.*")
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A training checkpoint, read with ``weights_only=True``: tensors and plain containers only.
+
+    Raises:
+        RunError: the file holds anything else (a pickled object, which is never executed), or is damaged.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, a damaged zip, ...: all mean "not ours"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise RunError(f"{path}: refused to load: not a plain checkpoint (weights only) or damaged "
+                       f"({first}). Nothing in it was run. Delete it to train this member again from scratch"
+                       ) from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise RunError(f"{path}: not a training checkpoint (no state_dict); delete it to train this member "
+                       "again")
+    return ckpt
 
 
 @torch.no_grad()
@@ -66,7 +88,7 @@ def _loggers(recipe: Recipe, folder: Path) -> list[Any]:
 
     out: list[Any] = []
     csv_dir = folder / "logs" / "csv"
-    if (csv_dir / "metrics.csv").is_file():  # resuming: Lightning would delete the earlier attempt's log
+    if is_global_zero() and (csv_dir / "metrics.csv").is_file():  # resuming: Lightning would delete the log
         attempt = len(list(csv_dir.glob("metrics.attempt*.csv")))
         (csv_dir / "metrics.csv").rename(csv_dir / f"metrics.attempt{attempt}.csv")
     for name in recipe.train.loggers:
@@ -83,6 +105,13 @@ def _loggers(recipe: Recipe, folder: Path) -> list[Any]:
     return out
 
 
+def _strategy(recipe: Recipe) -> str:
+    """``train.strategy``; with a frozen backbone, DDP must expect parameters without gradients."""
+    if recipe.model.freeze_backbone and recipe.train.strategy == "ddp":
+        return "ddp_find_unused_parameters_true"
+    return recipe.train.strategy
+
+
 def fit_network(
     recipe: Recipe,
     num_classes: int,
@@ -92,8 +121,13 @@ def fit_network(
     val_files: np.ndarray,
     folder: Path,
     seed: int,
+    teacher: Any = None,
 ) -> FitResult:
-    """Train (or resume training) one network in ``folder``; return it with the best weights loaded."""
+    """Train (or resume training) one network in ``folder``; return it with the best weights loaded.
+
+    ``teacher``: for distillation, a function from the training :class:`SegmentTable` to the teacher's
+    probabilities ``(segments, classes)``.
+    """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -108,10 +142,16 @@ def fit_network(
     val_table = SegmentTable.build(store, val_files, recipe.segment, sr)
     if len(train_table) == 0:
         raise ValueError("no training segments: every training file was skipped or dropped")
-    train_set = SegmentDataset(store, train_table, labels_per_file)
+    soft = teacher(train_table) if teacher is not None else None
+    train_set = SegmentDataset(store, train_table, labels_per_file, soft)
     val_set = SegmentDataset(store, val_table, labels_per_file) if len(val_table) else None
 
     net = build_net(recipe, num_classes)
+    pretrained = None
+    if recipe.model.pretrained:  # only when training: a finished run loads its own weights
+        from ..models.pretrained import load_pretrained
+
+        pretrained = load_pretrained(net.backbone, recipe.model.pretrained).summary()
     fit_normalizer(net, store, train_table, seed)
     class_weights = None
     if t.class_balance == "weights":
@@ -145,7 +185,7 @@ def fit_network(
         callbacks.append(BackboneFreezer(recipe.model.unfreeze_after))
     show = t.progress and os.environ.get("EARMARK_PROGRESS", "1") != "0"
     trainer = pl.Trainer(
-        max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+        max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, strategy=_strategy(recipe),
         num_nodes=t.num_nodes, precision=t.precision, gradient_clip_val=t.grad_clip, callbacks=callbacks,
         logger=_loggers(recipe, folder) or False, enable_progress_bar=show, enable_model_summary=False,
         default_root_dir=str(folder), num_sanity_val_steps=0, log_every_n_steps=max(1, min(50, len(train_loader))),
@@ -154,8 +194,8 @@ def fit_network(
     )
     last = ckpt_dir / "last.ckpt"
     if last.is_file():
-        log.info("resuming %s from its last checkpoint (epoch %s)", folder.name,
-                 torch.load(last, map_location="cpu", weights_only=True).get("epoch"))
+        epoch = load_checkpoint(last).get("epoch")
+        log.info("resuming %s from its last checkpoint (epoch %s)", folder.name, epoch)
     started = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None,
                 weights_only=True)
@@ -164,7 +204,7 @@ def fit_network(
     best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else last
     best_epoch = None
     if best_path.is_file():
-        best = torch.load(best_path, map_location="cpu", weights_only=True)
+        best = load_checkpoint(best_path)
         module.load_state_dict(best["state_dict"])
         best_epoch = best.get("epoch")
     net = module.net
@@ -180,6 +220,7 @@ def fit_network(
         "train_segments": len(train_table), "val_segments": len(val_table),
         "augmentation": module.describe_augmentation(),
         "parameters": int(sum(p.numel() for p in net.parameters())),
+        **({"pretrained": pretrained} if pretrained else {}),
     }
     if trainer.is_global_zero:
         atomic_write_json(folder / "fit.json", info)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import Recipe
+from ..utils.files import atomic_write_npy
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..data.split import Fold
@@ -38,8 +39,8 @@ class MemberPlan:
                              self.recipe, len(ds.labels), batch_size=self.recipe.eval.batch_size)
         table = SegmentTable.build(ds.store, self.val, self.recipe.segment, self.recipe.audio.sample_rate)
         probs = member_segment_probs([member], ds, table, self.recipe)[0]
-        np.save(folder / "oof_probs.npy", probs)
-        np.save(folder / "oof_files.npy", table.files)
+        atomic_write_npy(folder / "oof_probs.npy", probs)
+        atomic_write_npy(folder / "oof_files.npy", table.files)
         acc = float((probs.argmax(1) == ds.label_index[table.files]).mean()) if len(table) else None
         return {"oof_segment_accuracy": acc, "oof_files": int(self.val.size)}
 

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from ..augment import build_mixup, build_spec_augment, build_waveform_augment
 from ..config import Recipe, ScheduleConfig
 from ..models.net import EarmarkNet
+from ..models.registry import get_spec
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor, smoothing: float = 0.0,
@@ -27,6 +28,19 @@ def soft_cross_entropy(logits: Tensor, targets: Tensor, smoothing: float = 0.0,
     if class_weights is not None:
         logp = logp * class_weights[None, :]
     return -(targets * logp).sum(dim=1)
+
+
+def distillation_loss(student_logits: Tensor, teacher_probs: Tensor, temperature: float) -> Tensor:
+    """Per-example ``T^2 * KL(teacher_T || student_T)`` (Hinton et al. 2015).
+
+    The teacher is given as probabilities at temperature 1 (what an ensemble outputs); softening them to
+    temperature ``T`` is ``p^(1/T)`` renormalised, the same as dividing its logits by ``T``.
+    """
+    t = temperature
+    soft = teacher_probs.clamp_min(1e-8).pow(1.0 / t)
+    soft = soft / soft.sum(dim=1, keepdim=True)
+    logp = torch.log_softmax(student_logits.float() / t, dim=1)
+    return (t * t) * (soft * (soft.clamp_min(1e-8).log() - logp)).sum(dim=1)
 
 
 def hard_example_mining(losses: Tensor, keep: float) -> Tensor:
@@ -74,7 +88,10 @@ class ClassifierModule(pl.LightningModule):
         self.net, self.recipe, self.num_classes = net, recipe, num_classes
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.wave_augment = build_waveform_augment(recipe.augment)
-        self.spec_augment = build_spec_augment(recipe.augment)
+        # SpecAugment and warping need spectrograms: a model on raw waveforms (raw1d) trains without them,
+        # and the run records no spectrogram augmentation.
+        takes_spectrograms = get_spec(recipe.model.name).input == "spectrogram"
+        self.spec_augment = build_spec_augment(recipe.augment) if takes_spectrograms else nn.Sequential()
         self.mixup = build_mixup(recipe.augment)
         if class_weights is not None:
             self.register_buffer("class_weights", class_weights.float(), persistent=False)
@@ -88,19 +105,27 @@ class ClassifierModule(pl.LightningModule):
     def forward(self, wave: Tensor) -> Tensor:
         return self.net(wave)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        wave, y = batch
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        wave, y = batch[0], batch[1]
         wave = self.wave_augment(wave)
         x = self.spec_augment(self.net.features(wave))
         targets = nn.functional.one_hot(y, self.num_classes).float()
-        if self.mixup is not None:
-            x, targets = self.mixup(x, targets)
+        teacher = batch[2] if len(batch) > 2 else None
+        if self.mixup is not None:  # mix true and teacher targets with the same pairs and weights
+            both = targets if teacher is None else torch.cat([targets, teacher], dim=1)
+            x, both = self.mixup(x, both)
+            targets, teacher = (both, None) if teacher is None else both.split(self.num_classes, dim=1)
         logits = self.net.backbone(x)
         losses = soft_cross_entropy(logits, targets, self.recipe.train.label_smoothing, self.class_weights)
+        if teacher is not None:
+            d = self.recipe.distill
+            losses = (1 - d.alpha) * losses + d.alpha * distillation_loss(logits, teacher, d.temperature)
         loss = hard_example_mining(losses, self.recipe.train.hard_mining)
         acc = (logits.argmax(1) == targets.argmax(1)).float().mean()
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.numel())
-        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=y.numel())
+        # sync_dist: under DDP the epoch means cover every process's batches (a no-op on one process)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=y.numel(),
+                 sync_dist=True)
+        self.log("train_acc", acc, on_step=False, on_epoch=True, batch_size=y.numel(), sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -154,7 +179,11 @@ class ClassifierModule(pl.LightningModule):
             self.plateau_scale, self._plateau_best, self._plateau_bad = checkpoint["earmark_plateau"]
 
     def on_train_epoch_start(self) -> None:
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True)
+        n = self.trainer.num_training_batches
+        if isinstance(n, int) and n > 0:  # under DDP each process steps through 1/N of the batches
+            self.steps_per_epoch = n
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=False, on_epoch=True,
+                 sync_dist=True)
         loader = self.trainer.train_dataloader
         sampler = getattr(loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):

@@ -34,6 +34,17 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_write_npy(path: str | Path, array: Any) -> None:
+    """One numpy array as ``.npy`` (``allow_pickle=False``: object arrays are refused, not pickled)."""
+    import numpy as np
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a path
+            np.save(f, np.asarray(array), allow_pickle=False)
+
+    atomic_write(path, write)
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
