@@ -17,7 +17,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks"
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("EARMARK_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 
 def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:

@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     suffix = "-quick" if args.quick else ""
     ens_dir = args.out / f"esc10-seeds{members}{suffix}"
     t0 = time.perf_counter()
-    run = earmark.train(SHARED / "esc10", ens_dir, "default", [f"ensemble.members={members}"] + quick,
-                        show_progress=False)
+    # the same run (same settings, same folder) as the "ensemble" system of bench/accuracy.py on ESC-10
+    run = earmark.train(SHARED / "esc10", ens_dir, "default", ["split.method=folds"]
+                        + quick + [f"ensemble.members={members}"], show_progress=False)
     ens_wall = time.perf_counter() - t0
     recipe = run.recipe()
     ds = load_dataset(SHARED / "esc10", recipe, labels=run.labels(), show_progress=False)

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout (as in CI); EARMARK_SHARED_DATA points elsewhere (e.g. from a clean clone)
+SHARED = Path(os.environ.get("EARMARK_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -80,21 +81,22 @@ def fsdd_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = shared_dataset("fsdd")
     out = tmp_path_factory.mktemp("runs") / "fsdd"
     earmark.train(data, out, "default", FAST + ["train.epochs=1", "data.max_files_per_class=3", "audio.sample_rate=8000",
-                                                "features.f_max=4000", "segment.length_s=0.5", "segment.hop_s=0.25",
+                                                "features.f_max=4000", "features.hop_ms=10", "segment.length_s=0.5", "segment.hop_s=0.25",
                                                 "ensemble.tta=2"], show_progress=False)
     return out
 
 
 @pytest.fixture(scope="session")
 def esc10_cv_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny finished cross-validation run on ESC-10 (2 clips per class, trained on their first 1.5 s, 2 folds =
+    """A tiny finished cross-validation run on ESC-10 (3 clips per class, trained on their first 1.5 s, 2 folds =
     2 members weighted by validation loss, hard voting, majority vote over segments, 1 epoch).
     Read-only: tests that change a run copy it first."""
     import earmark
 
     data = shared_dataset("esc10")
     out = tmp_path_factory.mktemp("runs") / "esc10"
-    earmark.train(data, out, "default", FAST + ["train.epochs=1", "train.batch_size=16", "data.max_files_per_class=2",
-                                                "audio.max_duration_s=1.5", "split.max_folds=2", "ensemble.voting=hard",
+    earmark.train(data, out, "default", FAST + ["train.epochs=1", "train.batch_size=16", "data.max_files_per_class=3",
+                                                "audio.max_duration_s=1.5", "split.max_folds=2", "split.val_size=0.15",
+                                                "ensemble.voting=hard",
                                                 "ensemble.weighted=true", "eval.aggregate=vote"], show_progress=False)
     return out

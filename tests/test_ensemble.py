@@ -16,7 +16,7 @@ from .conftest import FAST
 @pytest.fixture(scope="module")
 def seeds_run(synth_data: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ens") / "seeds"
-    earmark.train(synth_data, out, "default", FAST + ["train.epochs=2", "ensemble.members=3",
+    earmark.train(synth_data, out, "default", FAST + ["train.epochs=2", "ensemble.members=3", "split.val_size=0.15",
                                                       "ensemble.weighted=true"], show_progress=False)
     return out
 

@@ -21,7 +21,7 @@ runner = CliRunner()
 
 
 def test_run_folder_holds_everything(trained_run: Path):
-    for name in ("run.json", "config.yaml", "labels.json", "members.json", "metrics.json", "report.md",
+    for name in ("run.json", "config.yaml", "labels.json", "members.json", "metrics.json", "report.md", "spectrograms.png",
                  "confusion_matrix.png", "confusion_matrix.csv", "training_curves.png", "skipped.csv",
                  "splits.csv", "test_predictions.csv"):
         assert (trained_run / name).is_file(), name
@@ -129,7 +129,8 @@ def test_cross_validation_reports_each_fold_and_mean_std(tmp_path: Path, synth_d
 
 def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path: Path, synth_data: Path, caplog):
     out = tmp_path / "run"
-    sets = FAST + ["train.epochs=14", "train.lr=0.001"]
+    epochs = 30  # enough that the kill below lands mid-training even on a fast machine
+    sets = FAST + [f"train.epochs={epochs}", "train.lr=0.001"]
     cmd = [sys.executable, "-m", "earmark.cli", "train", str(synth_data), "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
@@ -149,6 +150,7 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path: Path, s
     import torch
 
     killed_at = torch.load(last, weights_only=True)["epoch"]
+    assert killed_at < epochs, "training finished before it could be interrupted"
     caplog.set_level("INFO")
     earmark.train(synth_data, out, "default", sets, show_progress=False)
     assert f"resuming 0 from its last checkpoint (epoch {killed_at})" in caplog.text
@@ -156,11 +158,11 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path: Path, s
     assert info["status"] == "complete" and info["attempts"] == 2
     member = out / "folds" / "holdout" / "members" / "0"
     fit = json.loads((member / "fit.json").read_text())
-    assert fit["epochs_run"] == 14
+    assert fit["epochs_run"] == epochs
     from earmark.evaluation.plots import read_training_logs
 
     curves = read_training_logs(member / "logs" / "csv")
-    assert [e for e, _ in curves["train_loss"]] == list(range(14))  # both attempts' epochs are kept
+    assert [e for e, _ in curves["train_loss"]] == list(range(epochs))  # both attempts' epochs are kept
 
 
 def test_resuming_with_other_settings_is_refused(trained_run: Path, synth_data: Path):

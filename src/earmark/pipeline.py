@@ -27,7 +27,8 @@ from .ensemble import vote, with_tta
 from .errors import ConfigError, DatasetError, RunError
 from .evaluation.aggregate import aggregate_by_track
 from .evaluation.metrics import classification_scores, mean_std
-from .evaluation.plots import plot_confusion, plot_training_curves, read_training_logs, write_confusion_csv
+from .evaluation.plots import (plot_confusion, plot_examples, plot_training_curves, read_training_logs,
+                               write_confusion_csv)
 from .evaluation.report import write_report
 from .inference.members import load_member, save_net
 from .models.registry import get_spec
@@ -83,9 +84,6 @@ def _remap(fold: Fold, index: np.ndarray) -> Fold:
 # ----------------------------------------------------------------------------------------------- members
 
 
-def member_seed(recipe: Recipe, member: int) -> int:
-    return recipe.seed + 1000 * member
-
 
 def fit_member(recipe: Recipe, ds: Dataset, fold: Fold, train: np.ndarray, val: np.ndarray, folder: Path,
                seed: int) -> dict[str, Any]:
@@ -136,6 +134,9 @@ def member_weights(recipe: Recipe, entries: list[dict[str, Any]]) -> list[float]
     """Equal weights, or (``ensemble.weighted``) each member's validation accuracy/score."""
     if not recipe.ensemble.weighted:
         return [1.0] * len(entries)
+    if all(e.get("val_score") is None for e in entries):
+        log.warning("ensemble.weighted=true but the members have no validation score (split.val_size=0): "
+                    "they vote with equal weights")
     scores = []
     for e in entries:
         s = e.get("val_score")
@@ -146,14 +147,6 @@ def member_weights(recipe: Recipe, entries: list[dict[str, Any]]) -> list[float]
         else:
             scores.append(max(float(s), 1e-6))
     return scores
-
-
-def ensemble_probs(members: list[Any], waves: np.ndarray, recipe: Recipe, weights: list[float] | None = None
-                   ) -> np.ndarray:
-    """Segment probabilities ``(n, classes)`` of an ensemble, with test-time augmentation."""
-    e = recipe.ensemble
-    per_member = [with_tta(m.predict_proba, waves, e.tta, e.tta_shift) for m in members]
-    return vote(per_member, e.voting, weights).astype(np.float32)
 
 
 def member_segment_probs(members: list[Any], ds: Dataset, table: SegmentTable, recipe: Recipe,
@@ -282,8 +275,33 @@ def summarize(recipe: Recipe, run: RunFolder, ds: Dataset, folds: list[Fold], re
             header = next(reader)
             rows += [[fold.name, *r] for r in reader]
     _write_csv(run.file("test_predictions.csv"), ["fold", *header], rows)
+    _plot_examples(recipe, ds, folds[0], run.file("spectrograms.png"))
     write_report(run, recipe, ds, metrics)
     return metrics
+
+
+def _plot_examples(recipe: Recipe, ds: Dataset, fold: Fold, path: Path) -> None:
+    """One training segment per class through the run's filter bank (before normalisation), as a picture."""
+    import torch
+
+    from .config import FeatureConfig
+    from .models.net import build_frontend
+
+    feats = recipe.features if recipe.features.kind != "waveform" else FeatureConfig(
+        f_max=min(8000.0, recipe.audio.sample_rate / 2))
+    frontend = build_frontend(feats, recipe.audio.sample_rate)
+    table = SegmentTable.build(ds.store, fold.train, recipe.segment, recipe.audio.sample_rate)
+    first: dict[int, int] = {}
+    for row, f in enumerate(table.files):
+        first.setdefault(int(ds.label_index[f]), row)
+    classes = sorted(first)
+    if not classes:
+        return
+    with torch.no_grad():
+        out = frontend(torch.from_numpy(table.read(ds.store, [first[c] for c in classes])))[:, 0].numpy()
+    kind = {"logmel": "log-mel", "mfcc": "MFCC"}[feats.kind]
+    plot_examples(list(out), [ds.labels[c] for c in classes], path, feats.hop_ms / 1000,
+                  f"{kind} of one training segment per class")
 
 
 def _mean_or_none(values: list[float | None]) -> float | None:

@@ -69,9 +69,6 @@ class RunFolder:
             return "missing"
         return str(read_json(p).get("status", "unknown"))
 
-    def is_complete(self) -> bool:
-        return self.status() == "complete"
-
     def info(self) -> dict[str, Any]:
         p = self.file("run.json")
         return read_json(p) if p.is_file() else {}

@@ -18,7 +18,8 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def svm_run(synth_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("classical") / "svm"
-    res = runner.invoke(app, ["train", str(synth_data), "--out", str(out), "--set", "model.name=svm"])
+    res = runner.invoke(app, ["train", str(synth_data), "--out", str(out), "--set", "model.name=svm",
+                              "--set", "split.val_size=0.15"])
     assert res.exit_code == 0, res.output
     assert "track accuracy" in res.stdout
     return out

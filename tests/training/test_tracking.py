@@ -51,7 +51,7 @@ def test_mlflow_gets_a_local_sqlite_store_under_the_run_folder(member_dir, monke
     db = (member_dir.parents[3] / "mlflow.db").resolve()
     assert clients == [f"sqlite:///{db}"]
     assert logger._run_name == "default/fold1/m0" and logger._experiment_name == "earmark-default"
-    assert params["train.lr"] == 0.002 and params["model.name"] == "cnn4"
+    assert params["train.lr"] == 0.002 and params["model.name"] == recipe.model.name
 
 
 def test_swanlab_gets_its_lightning_logger_in_local_mode(member_dir, monkeypatch):
@@ -73,7 +73,7 @@ def test_swanlab_gets_its_lightning_logger_in_local_mode(member_dir, monkeypatch
     assert isinstance(logger, FakeSwanLabLogger) and len(made) == 1
     kw = made[0]
     assert kw["mode"] == "local" and kw["logdir"] == str(member_dir / "logs" / "swanlab")
-    assert kw["experiment_name"] == "default/fold1/m0" and kw["config"]["train.epochs"] == 30
+    assert kw["experiment_name"] == "default/fold1/m0" and kw["config"]["train.epochs"] == load_recipe("default").train.epochs
 
 
 def test_unknown_tracker_is_a_clear_error(member_dir):

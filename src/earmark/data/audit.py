@@ -369,13 +369,11 @@ def audit(data: str | Path, recipe: Any = "default", overrides: list[str] | None
     formats: Counter = Counter()
     rates: Counter = Counter()
     channels: Counter = Counter()
-    header_seconds = 0.0
-    for ext, sr, ch, secs in _headers(manifest):
+    for ext, sr, ch, _seconds in _headers(manifest):
         formats[ext] += 1
         if sr:
             rates[str(sr)] += 1
             channels[str(ch)] += 1
-            header_seconds += secs or 0.0
     unreadable = [{"path": p, "reason": r} for p, r in manifest.missing]
     unreadable += [{"path": manifest.relpath(it), "reason": f.error}
                    for it, f in zip(manifest.items, store.files) if not f.ok]

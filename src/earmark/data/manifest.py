@@ -1,7 +1,6 @@
 """The manifest: one row per audio file with its label, group and any predefined fold or split."""
 from __future__ import annotations
 
-import csv
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -88,18 +87,3 @@ class Manifest:
             rng.shuffle(idx)
             keep.extend(idx[:n])
         return self.subset(sorted(keep))
-
-    def write_csv(self, path: Path) -> None:
-        from ..utils.files import atomic_write_text
-
-        rows = [["path", "label", "group", "fold", "split"]]
-        rows += [[str(it.path), it.label, it.group, it.fold or "", it.split or ""] for it in self.items]
-        atomic_write_text(path, _csv_text(rows))
-
-
-def _csv_text(rows: list[list[str]]) -> str:
-    import io
-
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()

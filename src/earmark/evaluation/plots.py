@@ -100,14 +100,29 @@ def plot_training_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], pa
     _save(fig, path)
 
 
-def plot_spectrogram(features: np.ndarray, path: Path, hop_s: float, title: str = "log-mel spectrogram") -> None:
-    """``features``: ``(frames, bands)``."""
-    fig, ax = plt.subplots(figsize=(8, 3))
-    ax.imshow(features.T, origin="lower", aspect="auto", cmap="magma",
-              extent=(0, features.shape[0] * hop_s, 0, features.shape[1]))
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("mel band")
-    ax.set_title(title)
+def plot_examples(features: list[np.ndarray], titles: list[str], path: Path, hop_s: float,
+                  suptitle: str = "log-mel spectrogram of one training segment per class") -> None:
+    """A grid of spectrograms, each ``(frames, bands)``, one per class."""
+    n = len(features)
+    cols = min(5, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
+    lo = float(np.percentile(np.concatenate([f.ravel() for f in features]), 5))
+    hi = float(max(f.max() for f in features))
+    for k, ax in enumerate(axes.ravel()):
+        if k >= n:
+            ax.axis("off")
+            continue
+        f = features[k]
+        ax.imshow(f.T, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi,
+                  extent=(0, f.shape[0] * hop_s, 0, f.shape[1]))
+        ax.set_title(titles[k], fontsize=9)
+        ax.set_xlabel("s", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if k % cols == 0:
+            ax.set_ylabel("mel band", fontsize=8)
+    fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
     _save(fig, path)
 
 

@@ -69,6 +69,8 @@ def write_report(run: "RunFolder", recipe: "Recipe", ds: "Dataset", m: dict[str,
         lines += ["", "## Ensemble size", "", *size_table.read_text().splitlines()[2:], "",
                   "![accuracy against ensemble size](ensemble_size.png)"]
     lines += ["", "![confusion matrix](confusion_matrix.png)", ""]
+    if run.file("spectrograms.png").is_file():
+        lines += ["![one training segment per class](spectrograms.png)", ""]
     if run.file("training_curves.png").is_file():
         lines += ["![training curves](training_curves.png)", ""]
     lines += ["Predict with `earmark predict " + str(run.path) + " FILE...`.", ""]

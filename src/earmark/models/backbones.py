@@ -28,7 +28,9 @@ def timm_backbone(arch: str, num_classes: int, in_chans: int = 1, dropout: float
                              drop_rate=dropout, **kwargs)
 
 
-def _register(name: str, arch: str, description: str) -> None:
+def _register(name: str, description: str) -> None:
+    arch = TIMM_ARCHITECTURES[name]
+
     def build(num_classes: int, in_chans: int = 1, dropout: float = 0.2, **kwargs: object) -> nn.Module:
         return timm_backbone(arch, num_classes, in_chans, dropout, **kwargs)
 
@@ -36,9 +38,9 @@ def _register(name: str, arch: str, description: str) -> None:
     register_model(name, family="backbone", description=description)(build)
 
 
-_register("resnet18", "resnet18", "ResNet-18 (timm), 11 M parameters")
-_register("resnet34", "resnet34", "ResNet-34 (timm), 21 M parameters: the singer-gender system")
-_register("mobilenetv2", "mobilenetv2_100", "MobileNetV2 (timm), 2.2 M parameters")
-_register("efficientnet_b0", "efficientnet_b0", "EfficientNet-B0 (timm), 4 M parameters")
-_register("res2next50", "res2next50", "Res2NeXt-50 (timm), 23 M parameters: the keyword system")
-_register("resnext101_32x8d", "resnext101_32x8d", "ResNeXt-101 32x8d (timm), 87 M parameters")
+_register("resnet18", "ResNet-18 (timm), 11 M parameters")
+_register("resnet34", "ResNet-34 (timm), 21 M parameters: the singer-gender system")
+_register("mobilenetv2", "MobileNetV2 (timm), 2.2 M parameters")
+_register("efficientnet_b0", "EfficientNet-B0 (timm), 4 M parameters")
+_register("res2next50", "Res2NeXt-50 (timm), 23 M parameters: the keyword system")
+_register("resnext101_32x8d", "ResNeXt-101 32x8d (timm), 87 M parameters")

@@ -66,6 +66,3 @@ def cnn8(num_classes: int, in_chans: int = 1, dropout: float = 0.2) -> nn.Module
     """4 double-conv blocks (32-64-128-256), ~1.2 M parameters."""
     return SmallCNN(num_classes, (32, 64, 128, 256), in_chans, dropout, double=True)
 
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

@@ -170,12 +170,14 @@ def fit_network(
     if t.compile:
         module.net.backbone = torch.compile(module.net.backbone)  # type: ignore[assignment]
 
-    # Without a validation set there is nothing to choose a "best" epoch by: the last one is kept.
+    # Without a validation set there is nothing to choose a "best" epoch by: the last one is kept, and
+    # written every epoch so an interrupted fit resumes where it stopped (Lightning only refreshes
+    # ``save_last`` when a top-k checkpoint was saved, so the rolling checkpoint itself is named "last").
     monitor = t.monitor if val_loader is not None else None
     mode = "max" if monitor == "val_acc" else "min"
     ckpt_dir = folder / "checkpoints"
-    checkpoint = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=monitor, mode=mode,
-                                 save_top_k=1 if monitor else 0, save_last=True, enable_version_counter=False)
+    checkpoint = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best" if monitor else "last", monitor=monitor,
+                                 mode=mode, save_top_k=1, save_last=bool(monitor), enable_version_counter=False)
     callbacks: list[Any] = [checkpoint]
     if t.early_stopping and val_loader is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping))

@@ -146,8 +146,15 @@ class ClassifierModule(pl.LightningModule):
         else:
             opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=True)
         sched = t.schedule
-        per_step = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(sched, step / self.steps_per_epoch, t.epochs) * self.plateau_scale)
+        floor = min(sched.eta_min / t.lr, 1.0)  # schedules decay towards eta_min, not to zero
+
+        def factor(step: int) -> float:
+            f = lr_factor(sched, step / self.steps_per_epoch, t.epochs)
+            if sched.name in ("cosine", "cosine_restarts"):
+                f = floor + (1.0 - floor) * f
+            return f * self.plateau_scale
+
+        per_step = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return [opt], [{"scheduler": per_step, "interval": "step"}]
 
     # Reduce-on-plateau as a factor on top of the per-step schedule (so warm-up still applies), kept in
