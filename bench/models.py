@@ -4,8 +4,8 @@
     python bench/models.py --quick            # tiny smoke version: 4 clips per class, 2 folds, 1 epoch
     python bench/models.py --models svm,cnn5  # some of them
 
-The same recipe for every deep model (the default: 1 s log-mel segments, hop 0.5 s, at 16 kHz, SpecAugment,
-mixup, AdamW with cosine restarts, early stopping; track answer = mean of segment probabilities); the
+The same recipe for every deep model (the default: 1 s log-mel segments at 16 kHz, SpecAugment, mixup, warp,
+AdamW with cosine restarts; track answer = mean of segment probabilities; ``--set`` adds overrides); the
 classical models use summary statistics of the same segments. Runs are kept under bench/out/models/
 (an interrupted benchmark resumes; a finished model is not retrained), and the leaderboard of
 ``earmark compare`` is written to docs/benchmarks/models.md (+ models.png, models.json).
@@ -28,8 +28,8 @@ MODELS = {
     "logreg": ("logreg", []),
     "knn": ("knn", []),
     "gnb": ("gnb", []),
+    "cnn": ("cnn", []),
     "cnn5": ("cnn5", []),
-    "cnn4": ("cnn4", []),
     "crnn": ("crnn", []),
     "raw1d": ("raw1d", []),
     "mobilenetv2": ("mobilenetv2", []),
@@ -42,11 +42,11 @@ BASE = ["audio.sample_rate=16000", "segment.length_s=1.0", "segment.hop_s=0.5", 
         "train.loggers=[csv]", "train.progress=false"]
 
 
-def run_model(name: str, data: Path, out_root: Path, epochs: int, quick: bool) -> Path:
+def run_model(name: str, data: Path, out_root: Path, epochs: int, quick: bool, extra_sets: list[str]) -> Path:
     import earmark
 
     model, extra = MODELS[name]
-    overrides = [*BASE, f"model.name={model}", f"train.epochs={epochs}", *extra]
+    overrides = [*BASE, f"model.name={model}", f"train.epochs={epochs}", *extra, *extra_sets]
     if quick:
         overrides += ["data.max_files_per_class=4", "split.max_folds=2"]
     out = out_root / name
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", default=None, help=f"comma-separated, from {', '.join(MODELS)}")
     ap.add_argument("--epochs", type=int, default=None, help="epochs per deep model (default 20; quick: 1)")
     ap.add_argument("--data", type=Path, default=SHARED / "esc10")
+    ap.add_argument("--set", dest="sets", action="append", default=[], help="extra recipe override (repeatable)")
     ap.add_argument("--out", type=Path, default=None, help="run folders (default bench/out/models[-quick])")
     args = ap.parse_args(argv)
     names = args.models.split(",") if args.models else (QUICK_MODELS if args.quick else list(MODELS))
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     epochs = args.epochs or (1 if args.quick else 20)
     suffix = "-quick" if args.quick else ""
     out_root = args.out or ROOT / "bench" / "out" / f"models{suffix}"
-    runs = [run_model(n, args.data, out_root, epochs, args.quick) for n in names]
+    runs = [run_model(n, args.data, out_root, epochs, args.quick, args.sets) for n in names]
 
     from earmark.evaluation.compare import compare_runs, to_markdown
 
@@ -84,8 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     deep = [r for r in rows if r["family"] != "classical"]
     body = [
         f"ESC-10 ({'QUICK MODE: 4 clips per class, 2 folds, 1 epoch; not a result' if args.quick else '5 official folds'}"
-        f"), the default recipe with `model.name` set; deep models {epochs} epoch{'s' * (epochs != 1)} at most "
-        "(early stopping on validation loss). Accuracy: mean ± std over folds. Train time: all folds. "
+        f"), the default recipe with `model.name` set; deep models {epochs} epoch{'s' * (epochs != 1)}"
+        + (f", with {', '.join(f'`{x}`' for x in args.sets)}" if args.sets else "")
+        + ". Accuracy: mean ± std over folds. Train time: all folds. "
         "Inference: segments per second of one model on this CPU (batches of 64 one-second segments, "
         "median of 5).",
         "",

@@ -1,8 +1,9 @@
 """Decode any audio file to float32 mono at a chosen rate.
 
-wav, flac, ogg and opus are decoded in-process by libsndfile (python-soundfile); mp3 by ffmpeg when it is
-installed (exact length for VBR files without a Xing header, which libsndfile cuts short) and by libsndfile
-otherwise; anything else (m4a, aac, wma, video containers, ...) goes through ``ffmpeg`` when it is installed. Channels are mixed
+wav, flac, ogg and opus are decoded in-process by libsndfile (python-soundfile); mp3 in-process by
+miniaudio (dr_mp3), which walks every frame and so also reads a VBR file without a Xing header whole (libsndfile
+takes such a file's length from its first frame and cuts it short), with libsndfile and then ffmpeg as fallbacks;
+anything else (m4a, aac, wma, video containers, ...) goes through ``ffmpeg`` when it is installed. Channels are mixed
 down by averaging; rates are converted with soxr (high quality). Everything goes through one streaming
 path, so a two-hour file can be read block by block with bounded memory (:func:`stream_audio`), and a
 short file in one call (:func:`load_audio`).
@@ -27,9 +28,9 @@ NATIVE_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", 
 #: Extensions we go looking for when a folder is given; ffmpeg handles those libsndfile cannot.
 AUDIO_EXTENSIONS = NATIVE_EXTENSIONS | {".m4a", ".aac", ".mp4", ".wma", ".webm", ".mka", ".amr", ".3gp"}
 
-#: Formats decoded by ffmpeg first when it is installed: libsndfile takes an MP3's length from its first
-#: frame or Xing header, so a VBR file without that header is silently cut short (9 s read as 3 s).
-FFMPEG_FIRST = {".mp3"}
+#: Decoded by miniaudio first: libsndfile takes an MP3's length from its first frame or Xing header, so a VBR
+#: file without that header is silently cut short (9 s read as 3 s); dr_mp3 decodes every frame there is.
+MP3_EXTENSIONS = {".mp3"}
 
 _BLOCK_SECONDS = 30.0
 
@@ -92,11 +93,11 @@ def audio_info(path: str | Path) -> AudioInfo:
     """Rate, channels and length of a file, without decoding it."""
     path = Path(path)
     _check_file(path)
-    if path.suffix.lower() in FFMPEG_FIRST and ffmpeg_available():
+    if path.suffix.lower() in MP3_EXTENSIONS:
         try:
-            return _ffprobe(path)
+            return _mp3_info(path)
         except AudioDecodeError:
-            pass
+            pass  # let libsndfile (then ffmpeg) try, and report their reason
     if path.suffix.lower() in NATIVE_EXTENSIONS:
         try:
             i = sf.info(str(path))
@@ -138,6 +139,52 @@ def _native_blocks(path: Path, block_s: float) -> tuple[AudioInfo, Iterator[np.n
                 if block.shape[0] == 0:
                     return
                 yield block
+
+    return info, gen()
+
+
+def _mp3_info(path: Path) -> AudioInfo:
+    """Rate, channels and exact length of an MP3 (dr_mp3 counts its frames without decoding them)."""
+    try:
+        import miniaudio
+    except ImportError:
+        raise AudioDecodeError(path, "miniaudio is not installed") from None
+    try:
+        i = miniaudio.mp3_get_file_info(str(path))
+    except (miniaudio.MiniaudioError, OSError) as exc:
+        raise AudioDecodeError(path, f"not readable as MP3 ({_short(exc, path)})") from None
+    if i.sample_rate <= 0 or i.nchannels <= 0 or i.num_frames <= 0:
+        raise AudioDecodeError(path, "not readable as MP3 (no audio frames found)")
+    return AudioInfo(int(i.sample_rate), int(i.nchannels), int(i.num_frames))
+
+
+def _mp3_blocks(path: Path, block_s: float) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+    """Stream an MP3 in-process. The info's length is what the header promises (libsndfile's reading of the
+    Xing header, or its estimate), so a file cut short is still reported as truncated; a VBR file whose
+    estimate is too low simply decodes longer than promised."""
+    import miniaudio
+
+    exact = _mp3_info(path)
+    try:
+        promised = int(sf.info(str(path)).frames)
+    except (sf.LibsndfileError, RuntimeError, ValueError):
+        promised = 0
+    info = AudioInfo(exact.sample_rate, exact.channels, promised if promised > 0 else exact.frames)
+    block_frames = max(1, int(block_s * info.sample_rate))
+
+    def gen() -> Iterator[np.ndarray]:
+        stream = miniaudio.stream_file(str(path), output_format=miniaudio.SampleFormat.FLOAT32,
+                                       nchannels=info.channels, sample_rate=info.sample_rate,
+                                       frames_to_read=block_frames)
+        try:
+            for chunk in stream:
+                block = np.frombuffer(chunk, dtype=np.float32)
+                usable = block.size - block.size % info.channels
+                if usable:
+                    yield block[:usable].reshape(-1, info.channels)
+        except miniaudio.MiniaudioError as exc:
+            raise AudioDecodeError(path, f"decoding failed midway ({_short(exc, path)}); the file is truncated "
+                                         "or corrupt: re-download or re-export it") from None
 
     return info, gen()
 
@@ -184,11 +231,11 @@ def open_blocks(path: str | Path, block_s: float = _BLOCK_SECONDS) -> tuple[Audi
     path = Path(path)
     _check_file(path)
     suffix = path.suffix.lower()
-    if suffix in FFMPEG_FIRST and ffmpeg_available():
+    if suffix in MP3_EXTENSIONS:
         try:
-            return _ffmpeg_blocks(path, block_s)
+            return _mp3_blocks(path, block_s)
         except AudioDecodeError:
-            pass  # ffprobe could not read it: let libsndfile try, and report its reason
+            pass  # not an MP3 dr_mp3 can read: let libsndfile (then ffmpeg) try, and report their reason
     if suffix in NATIVE_EXTENSIONS:
         try:
             return _native_blocks(path, block_s)
