@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
                      "speed-up", "waveform correlation"], rows)
     body += (f"\n\n{n} ESC-10 clips of 5 s re-encoded to each format (44.1 kHz; opus 48 kHz), decoded to 16 kHz "
              f"mono float32; median of {args.repeats} passes. m4a goes through ffmpeg (a subprocess per file), "
-             "the others through libsndfile in-process. Correlation: the two decoders' outputs for the first "
+             "mp3 through miniaudio (dr_mp3) in-process, the others through libsndfile in-process. Correlation: the two decoders' outputs for the first "
              "file.\n")
     write_section("decode" + ("-quick" if args.quick else ""), "Decoding throughput", body, data)
 

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
     n_batches = 8 if args.quick else args.batches
+    import earmark  # noqa: F401  (first: its torchvision shim must be in place before lightning is imported)
     import lightning.pytorch as pl
     import torch
 
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     real, mem = [], []
     for _ in range(args.rounds):
         real.append(train_on(make_loader(dataset, bs, shuffle=True, seed=0, drop_last=True)))
-        mem.append(train_on(in_memory))
+        # batch_size=None: the stored batches come out as they are (a bare list would be read as many loaders)
+        mem.append(train_on(torch.utils.data.DataLoader(in_memory, batch_size=None)))
     r, m = statistics.median(real), statistics.median(mem)
     read_t = statistics.median(
         [_time_reads(dataset, n_batches, bs) for _ in range(args.rounds)])
