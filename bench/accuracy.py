@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, md_table, pct, write_section  # noqa: E402
+from common import ROOT, SHARED, bar_chart, md_table, pct, timed_once, write_section  # noqa: E402
 
 PROTOCOLS = {
     "fsdd-loso": dict(data=SHARED / "fsdd", group="speaker", overrides=["split.method=logo"],
@@ -67,14 +66,10 @@ def run_one(protocol: str, system: str, quick: bool, out_root: Path) -> Result:
     out = out_root / f"{protocol}-{system}{'-quick' if quick else ''}"
     if protocol == "esc10" and system == "ensemble":  # the very run bench/ensemble.py scores: trained once
         out = out_root.parent / "ensemble" / f"esc10-seeds{2 if quick else 5}{'-quick' if quick else ''}"
-    started = time.perf_counter()
-    run = earmark.train(p["data"], out, recipe, overrides, group=p["group"], show_progress=False)
-    wall = time.perf_counter() - started
+    run, wall = timed_once(out.parent / f"{out.name}.wall.json",
+                           lambda: earmark.train(p["data"], out, recipe, overrides, group=p["group"], show_progress=False))
     metrics = json.loads((run.path / "metrics.json").read_text())
-    info = json.loads((run.path / "run.json").read_text())
-    # a resumed or reused run reports the wall time of the run that produced it
-    wall_total = metrics.get("wall_seconds", wall) if info.get("attempts", 1) == 1 else metrics.get("wall_seconds")
-    return Result(protocol, system, metrics, float(wall_total or wall))
+    return Result(protocol, system, metrics, wall)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -110,7 +105,14 @@ def main(argv: list[str] | None = None) -> None:
     body += ("\n\nWall time is the whole `earmark train` (decoding, every fold's training and scoring) on the "
              f"machine above.{' QUICK MODE: tiny subsets, 1 epoch; not a result.' if args.quick else ''}\n\n"
              f"References measured before earmark existed (../shared/FACTS.md):\n{refs}\n")
-    write_section("accuracy" + ("-quick" if args.quick else ""), "Accuracy on the development data", body,
+    suffix = "-quick" if args.quick else ""
+    protocols = list(dict.fromkeys(r.protocol for r in results))
+    systems = list(dict.fromkeys(r.system for r in results))
+    got = {(r.protocol, r.system): 100 * r.metrics["track_accuracy"] for r in results}
+    body += "\n" + bar_chart(f"accuracy{suffix}", protocols,
+                              {SYSTEMS[s][2]: [got.get((p, s), 0.0) for p in protocols] for s in systems},
+                              "track accuracy (%)", "Track accuracy per protocol (0: not run)") + "\n"
+    write_section("accuracy" + suffix, "Accuracy on the development data", body,
                   {"results": [r.__dict__ for r in results], "quick": args.quick})
 
 

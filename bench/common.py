@@ -77,3 +77,52 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
 
 def pct(mean: float, std: float | None = None) -> str:
     return f"{100 * mean:.1f}%" + (f" ± {100 * std:.1f}" if std is not None else "")
+
+
+def bar_chart(name: str, groups: list[str], series: dict[str, list[float]], ylabel: str, title: str = "",
+              log: bool = False) -> str:
+    """Save a grouped bar chart as docs/benchmarks/<name>.png; return the markdown line that shows it.
+
+    ``groups`` label the x axis; each entry of ``series`` is one bar per group (same order).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    DOCS.mkdir(parents=True, exist_ok=True)
+    x = np.arange(len(groups))
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(groups) * max(1, len(series)) ** 0.5 + 2), 3.6))
+    for i, (label, values) in enumerate(series.items()):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width, label=label)
+    ax.set_xticks(x, groups, rotation=20 if max(map(len, groups)) > 8 else 0, ha="right" if max(map(len, groups)) > 8 else "center")
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    if len(series) > 1:
+        ax.legend(frameon=False, fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(DOCS / f"{name}.png", dpi=110)
+    plt.close(fig)
+    return f"![{title or name}]({name}.png)"
+
+
+def timed_once(marker: Path, fn: Callable[[], Any]) -> tuple[Any, float]:
+    """``(fn(), seconds)``, where seconds is the wall time of the call that first did the work.
+
+    Benchmarks reuse finished runs (training again only re-scores them): the first call's time is kept in
+    ``marker`` (a small JSON file beside the run) and reported on later calls instead of the re-scoring time.
+    """
+    started = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - started
+    if marker.is_file():
+        return result, float(json.loads(marker.read_text())["wall_s"])
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"wall_s": seconds}) + "\n")
+    return result, seconds

@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, md_table, median_time, write_section  # noqa: E402
+from common import SHARED, bar_chart, md_table, median_time, write_section  # noqa: E402
 
 FORMATS = {"wav": dict(format="WAV", subtype="PCM_16"), "flac": dict(format="FLAC"),
            "ogg": dict(format="OGG", subtype="VORBIS"), "mp3": dict(format="MP3"),
@@ -80,7 +80,12 @@ def main(argv: list[str] | None = None) -> None:
              f"mono float32; median of {args.repeats} passes. m4a goes through ffmpeg (a subprocess per file), "
              "mp3 through miniaudio (dr_mp3) in-process, the others through libsndfile in-process. Correlation: the two decoders' outputs for the first "
              "file.\n")
-    write_section("decode" + ("-quick" if args.quick else ""), "Decoding throughput", body, data)
+    suffix = "-quick" if args.quick else ""
+    body += "\n" + bar_chart(f"decode{suffix}", list(data), {
+        "earmark": [data[f]["files"] / data[f]["earmark_s"] for f in data],
+        "librosa.load": [data[f]["files"] / data[f]["librosa_s"] for f in data]},
+        "files per second (log)", "Decoding 5 s clips to 16 kHz mono", log=True) + "\n"
+    write_section("decode" + suffix, "Decoding throughput", body, data)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, md_table, pct, write_section  # noqa: E402
+from common import DOCS, ROOT, SHARED, bar_chart, md_table, pct, timed_once, write_section  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,12 +41,11 @@ def main(argv: list[str] | None = None) -> None:
     members = 2 if args.quick else args.members
     suffix = "-quick" if args.quick else ""
     ens_dir = args.out / f"esc10-seeds{members}{suffix}"
-    t0 = time.perf_counter()
     # the same run (same settings, same folder) as the "ensemble" system of bench/accuracy.py on ESC-10
     epochs = [] if args.quick else [f"train.epochs={args.epochs}"]
-    run = earmark.train(SHARED / "esc10", ens_dir, "default", ["split.method=folds"]
-                        + quick + epochs + [f"ensemble.members={members}"], show_progress=False)
-    ens_wall = time.perf_counter() - t0
+    run, ens_wall = timed_once(ens_dir.parent / f"{ens_dir.name}.wall.json", lambda: earmark.train(
+        SHARED / "esc10", ens_dir, "default", ["split.method=folds"] + quick + epochs + [f"ensemble.members={members}"],
+        show_progress=False))
     recipe = run.recipe()
     ds = load_dataset(SHARED / "esc10", recipe, labels=run.labels(), show_progress=False)
     entries = read_json(run.file("members.json"))["members"]
@@ -68,10 +67,10 @@ def main(argv: list[str] | None = None) -> None:
         table = SegmentTable.build(ds.store, np.unique(files), recipe.segment, recipe.audio.sample_rate)
         tta_probs = vote(member_segment_probs(fold_members, ds, table, tta_recipe), "soft")
         acc["soft+tta"].append(track_acc(tta_probs, table.files))
-    t0 = time.perf_counter()
-    student = distill(run.path, args.out / f"esc10-student-{args.student}{suffix}", model=args.student,
-                      overrides=quick[1:2] if args.quick else epochs, show_progress=False)
-    student_wall = time.perf_counter() - t0
+    student_dir = args.out / f"esc10-student-{args.student}{suffix}"
+    student, student_wall = timed_once(student_dir.parent / f"{student_dir.name}.wall.json", lambda: distill(
+        run.path, student_dir, model=args.student, overrides=quick[1:2] if args.quick else epochs,
+        show_progress=False))
     s_metrics = read_json(student.file("metrics.json"))
     report = read_json(student.file("distillation.json"))
     # inference speed: segments/s of one member, the ensemble, the ensemble with TTA, the student
@@ -117,6 +116,17 @@ def main(argv: list[str] | None = None) -> None:
     body += " QUICK MODE: tiny subsets, 1 epoch; not a result.\n" if args.quick else "\n"
     if (run.path / "ensemble_size.md").is_file():
         body += "\n" + "\n".join((run.path / "ensemble_size.md").read_text().splitlines()[2:]) + "\n"
+    body += "\n" + bar_chart(f"ensemble{suffix}", ["one model", "soft", "hard", f"soft+TTA{args.tta}", "student"],
+                              {"track accuracy (%)": [100 * float(np.mean(acc[k])) for k in ("single", "soft", "hard",
+                                                                                         "soft+tta")]
+                               + [100 * s_metrics["track_accuracy"]]},
+                              "track accuracy (%)", "ESC-10: one model, ensembles, student") + "\n"
+    if (run.path / "ensemble_size.png").is_file():
+        import shutil
+
+        DOCS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run.path / "ensemble_size.png", DOCS / f"ensemble_size{suffix}.png")
+        body += f"\n![accuracy against ensemble size](ensemble_size{suffix}.png)\n"
     write_section("ensemble" + suffix, "Ensembles, test-time augmentation and distillation", body,
                   {"accuracy": acc, "speeds": speeds, "student": s_metrics.get("track_accuracy"),
                    "ensemble_wall_s": ens_wall, "student_wall_s": student_wall})

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import md_table, median_time, write_section  # noqa: E402
+from common import bar_chart, md_table, median_time, write_section  # noqa: E402
 
 
 def measured_gflops(n: int = 1024) -> float:
@@ -84,6 +84,15 @@ def main(argv: list[str] | None = None) -> None:
              "plus the mel product at the measured float32 matmul rate; FFTs rarely reach matmul rates, and the "
              "work is memory-bound (each 3 s clip expands to 299 x 513 power bins), so a few times the bound "
              "is expected.\n")
+    suffix = "-quick" if args.quick else ""
+    def short(label: str) -> str:
+        if label.startswith("earmark"):
+            return label.replace("earmark (", "").replace("), batch ", " b")
+        return "librosa" if label.startswith("librosa") else "lower bound"
+
+    body += "\n" + bar_chart(f"features{suffix}", [short(r[0]) for r in rows],
+                              {"clips/s": [float(r[2]) for r in rows]}, "clips per second (log)",
+                              "Filter bank: earmark, librosa and the arithmetic bound", log=True) + "\n"
     write_section("features" + ("-quick" if args.quick else ""), "Filter-bank throughput", body, data)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, md_table, median_time, write_section  # noqa: E402
+from common import ROOT, SHARED, bar_chart, md_table, median_time, write_section  # noqa: E402
 
 MODELS = ["cnn", "cnn5", "crnn", "raw1d", "resnet18", "resnet34", "mobilenetv2", "efficientnet_b0"]
 QUICK = ["cnn5", "raw1d"]
@@ -124,7 +124,13 @@ def main(argv: list[str] | None = None) -> None:
              f"{steps} steps. Inference: batches of 64, median of {repeats}; both backends include the "
              f"filter bank. torch threads: {torch.get_num_threads()}."
              + (" QUICK MODE: few steps; not a result." if args.quick else "") + "\n")
-    write_section("throughput" + ("-quick" if args.quick else ""), "Training and inference throughput per model",
+    suffix = "-quick" if args.quick else ""
+    body += "\n" + bar_chart(f"throughput{suffix}", [d["model"] for d in data], {
+        "training (samples/s)": [d["train_samples_per_s"] for d in data],
+        "inference, eager (segments/s)": [d["eager_segments_per_s"] for d in data],
+        "inference, ONNX (segments/s)": [d["onnx_segments_per_s"] for d in data]},
+        "per second (log)", "Throughput per model on this CPU", log=True) + "\n"
+    write_section("throughput" + suffix, "Training and inference throughput per model",
                   body, {"rows": data, "quick": args.quick})
 
 
