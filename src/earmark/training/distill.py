@@ -98,13 +98,16 @@ def distill(run_dir: str | Path, out: str | Path, model: str | None = None, over
     student = train(data, out, student_recipe, show_progress=show_progress)
     t_metrics = read_json(teacher.file("metrics.json"))
     s_metrics = read_json(student.file("metrics.json"))
+    # a cross-validated run predicts with every fold's model: the teacher has folds x members networks, the
+    # student one per fold; the speeds below are of what `earmark predict` runs for each
     n_teacher = len(read_json(teacher.file("members.json"))["members"])
+    n_student = len(read_json(student.file("members.json"))["members"])
     report = {
         "teacher": {"run": str(teacher.path), "model": t_recipe.model.name, "members": n_teacher,
                     "tta": t_recipe.ensemble.tta, "track_accuracy": t_metrics["track_accuracy"],
                     "track_macro_f1": t_metrics["track_macro_f1"],
                     "segments_per_second": _segments_per_second(teacher.path)},
-        "student": {"run": str(student.path), "model": student_recipe.model.name, "members": 1,
+        "student": {"run": str(student.path), "model": student_recipe.model.name, "members": n_student,
                     "track_accuracy": s_metrics["track_accuracy"], "track_macro_f1": s_metrics["track_macro_f1"],
                     "segments_per_second": _segments_per_second(student.path)},
         "alpha": student_recipe.distill.alpha, "temperature": student_recipe.distill.temperature,
@@ -117,7 +120,7 @@ def distill(run_dir: str | Path, out: str | Path, model: str | None = None, over
         "| | model | members | track accuracy | track macro-F1 | segments/s |", "|---|---|---|---|---|---|",
         f"| teacher | {t['model']} | {t['members']} (TTA {t['tta']}) | {100 * t['track_accuracy']:.1f}% | "
         f"{100 * t['track_macro_f1']:.1f}% | {t['segments_per_second']:.0f} |",
-        f"| student | {s['model']} | 1 | {100 * s['track_accuracy']:.1f}% | {100 * s['track_macro_f1']:.1f}% | "
+        f"| student | {s['model']} | {s['members']} | {100 * s['track_accuracy']:.1f}% | {100 * s['track_macro_f1']:.1f}% | "
         f"{s['segments_per_second']:.0f} |", "",
         f"The student is {report['speedup']:.1f}x faster (alpha {report['alpha']}, temperature "
         f"{report['temperature']}).", ""]))
