@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, bar_chart, md_table, median_time, write_section  # noqa: E402
 
-MODELS = ["cnn", "cnn5", "crnn", "raw1d", "resnet18", "resnet34", "mobilenetv2", "efficientnet_b0"]
+MODELS = ["cnn", "cnn5", "crnn", "raw1d", "resnet18", "mobilenetv2", "efficientnet_b0"]
 QUICK = ["cnn5", "raw1d"]
 
 
