@@ -18,13 +18,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DOCS, ROOT, machine  # noqa: E402
 
 # Section order in BENCHMARKS.md: the script that writes each section, and extra args.
-SCRIPTS = ["accuracy", "decode", "features", "loader", "throughput", "track", "models", "ensemble", "serve_load", "long_file"]
+SCRIPTS = ["accuracy", "decode", "features", "loader", "throughput", "track", "models", "ensemble", "serve_load", "long_file", "audit"]
 SECTION_OF = {"serve_load": "serve", "ensemble": "ensemble", "long_file": "long_file"}
 INTRO = """# Benchmarks
 
 Measured with `make bench` (`python bench/run.py`); each section says where and when it was measured and
 which script wrote it. Timings are medians of several runs; every comparison was measured in one run on
 the same machine. The machines are shared and noisy: read ratios and orders of magnitude.
+
+GPU columns: the scripts use a GPU when torch sees one, but no GPU machine was available to the session
+that measured these tables, so every number below is from the 2-core CPU named in each section.
 """
 
 
