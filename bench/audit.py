@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     os.environ.setdefault("EARMARK_PROGRESS", "0")
-    from earmark.data.audit import audit
+    from earmark.jobs.audit import audit
 
     rows, data = [], {}
     for name in ["esc10"] if args.quick else ["esc10", "fsdd"]:

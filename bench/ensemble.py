@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> None:
     from earmark.ensemble import vote
     from earmark.evaluation.aggregate import aggregate_by_track
     from earmark.inference.members import load_member
-    from earmark.pipeline import load_dataset, member_segment_probs
-    from earmark.training.distill import distill
+    from earmark.data.dataset import load_dataset
+    from earmark.inference.members import member_segment_probs
+    from earmark.jobs.distill import distill
     from earmark.utils.files import read_json
 
     quick = ["data.max_files_per_class=8", "train.epochs=1", "split.max_folds=2"] if args.quick else []

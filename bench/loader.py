@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from earmark.config import load_recipe
     from earmark.data.loader import SegmentDataset, SegmentTable, make_loader
-    from earmark.pipeline import load_dataset
+    from earmark.data.dataset import load_dataset
     from earmark.models.net import build_net
     from earmark.training.fit import fit_normalizer, quiet_lightning
     from earmark.training.module import ClassifierModule

@@ -80,8 +80,9 @@ def fsdd_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     data = shared_dataset("fsdd")
     out = tmp_path_factory.mktemp("runs") / "fsdd"
-    earmark.train(data, out, "default", FAST + ["train.epochs=1", "data.max_files_per_class=3", "audio.sample_rate=8000",
-                                                "features.f_max=4000", "features.hop_ms=10", "segment.length_s=0.5", "segment.hop_s=0.25",
+    earmark.train(data, out, "default", FAST + ["train.epochs=1", "data.max_files_per_class=3",
+                                                "audio.sample_rate=8000", "features.f_max=4000", "features.hop_ms=10",
+                                                "segment.length_s=0.5", "segment.hop_s=0.25",
                                                 "ensemble.tta=2"], show_progress=False)
     return out
 

@@ -12,6 +12,6 @@ def test_api_functions_survive_importing_every_module():
         importlib.import_module(mod.name)
     for name in ("train", "evaluate", "predict"):
         assert callable(getattr(earmark, name)), name
-    assert earmark.train.__module__ == "earmark.pipeline"
-    assert earmark.evaluate.__module__ == "earmark.pipeline"
+    assert earmark.train.__module__ == "earmark.jobs.train"
+    assert earmark.evaluate.__module__ == "earmark.jobs.evaluate"
     assert isinstance(earmark.Predictor, type)

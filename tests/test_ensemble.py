@@ -87,7 +87,7 @@ def test_distillation_loss_is_zero_when_student_matches_teacher():
 
 
 def test_distill_trains_a_student_on_the_ensemble(seeds_run: Path, tmp_path: Path):
-    from earmark.training.distill import distill
+    from earmark.jobs.distill import distill
 
     student = distill(seeds_run, tmp_path / "student", model="cnn", overrides=["train.epochs=2"],
                       show_progress=False)

@@ -132,7 +132,7 @@ def _check_reasons(data: Path, skipped: dict[str, str]) -> None:
 
 def test_prepare_skips_each_fault_with_its_reason_and_decodes_the_rest(faulty: Path):
     from earmark.config import load_recipe
-    from earmark.pipeline import load_dataset
+    from earmark.data.dataset import load_dataset
 
     ds = load_dataset(faulty, load_recipe("default"), show_progress=False)
     _check_reasons(faulty, {_rel(faulty, p): r for p, r in ds.skipped()})

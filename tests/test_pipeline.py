@@ -21,7 +21,8 @@ runner = CliRunner()
 
 
 def test_run_folder_holds_everything(trained_run: Path):
-    for name in ("run.json", "config.yaml", "labels.json", "members.json", "metrics.json", "report.md", "spectrograms.png",
+    for name in ("run.json", "config.yaml", "labels.json", "members.json", "metrics.json", "report.md",
+                 "spectrograms.png",
                  "confusion_matrix.png", "confusion_matrix.csv", "training_curves.png", "skipped.csv",
                  "splits.csv", "test_predictions.csv"):
         assert (trained_run / name).is_file(), name

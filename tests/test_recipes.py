@@ -1,6 +1,6 @@
 """The built-in recipes of the published systems: what they set, and a tiny end-to-end run of each.
 
-Each smoke test runs ``earmark train DATA --recipe NAME`` (through :func:`earmark.pipeline.train`) on a few
+Each smoke test runs ``earmark train DATA --recipe NAME`` (through :func:`earmark.jobs.train.train`) on a few
 files of ../shared/data per class, one epoch, two members where the recipe has an ensemble, then checks
 the run folder and predicts. The backbones are the recipes' own at full size, with one exception said
 where it is made (ResNeXt-101 on 512 x 512 images).
@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from earmark.cli import app
 from earmark.config import load_recipe, recipe_names
-from earmark.pipeline import train
+from earmark.jobs.train import train
 
 from .conftest import shared_dataset
 

@@ -24,14 +24,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import load_recipe
     from .demo import make_demo_dataset
     from .inference.predictor import Predictor, predict
-    from .pipeline import evaluate, train
+    from .jobs.evaluate import evaluate
+    from .jobs.train import train
 
 
 def __getattr__(name: str) -> Any:  # lazy: `import earmark` stays cheap
-    if name in ("train", "evaluate"):
-        from . import pipeline
+    if name == "train":
+        from .jobs.train import train
 
-        return getattr(pipeline, name)
+        return train
+    if name == "evaluate":
+        from .jobs.evaluate import evaluate
+
+        return evaluate
     if name in ("Predictor", "predict"):
         from .inference import predictor
 

@@ -6,13 +6,26 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from .errors import EarmarkError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+class _Commands(TyperGroup):
+    """The one error handler: an :class:`EarmarkError` (a mistake a user can fix) becomes one red line on
+    stderr and exit status 2, never a traceback."""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except EarmarkError as exc:
+            _fail(exc)
+
+
+app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="earmark: from a folder of labeled audio to a trained, evaluated, served classifier.")
 
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a setting: key=value "
@@ -29,7 +42,7 @@ def _setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
@@ -48,12 +61,9 @@ def train(
     group: GroupOpt = None,
 ) -> None:
     """Train and evaluate a model; resumes an interrupted run in the same folder."""
-    from .pipeline import train as run_train
+    from .jobs.train import train as run_train
 
-    try:
-        run = run_train(data, out, recipe, overrides, group=group)
-    except EarmarkError as exc:
-        _fail(exc)
+    run = run_train(data, out, recipe, overrides, group=group)
     from .training.distributed import is_global_zero
 
     if is_global_zero():  # the other processes of a DDP fit write nothing
@@ -84,12 +94,9 @@ def evaluate(
                                                 "(default RUN/evaluations/<data name>).")] = None,
 ) -> None:
     """Score an existing run on a labeled dataset."""
-    from .pipeline import evaluate as run_evaluate
+    from .jobs.evaluate import evaluate as run_evaluate
 
-    try:
-        m = run_evaluate(run, data, out)
-    except EarmarkError as exc:
-        _fail(exc)
+    m = run_evaluate(run, data, out)
     typer.echo(f"segment accuracy {100 * m['segment_accuracy']:.1f}%, track accuracy "
                f"{100 * m['track_accuracy']:.1f}%, track macro-F1 {100 * m['track_macro_f1']:.1f}% "
                f"on {m['n_test_tracks']} files ({m['n_skipped']} skipped); details in {m['out']}")
@@ -105,15 +112,18 @@ def predict(
     backend: Annotated[str, typer.Option("--backend", help="torch or onnx.")] = "torch",
 ) -> None:
     """Predict the class of audio files (one answer per file)."""
-    from .inference.predictor import Predictor
+    from .audio.io import AUDIO_EXTENSIONS
+    from .errors import DatasetError
+    from .inference.predictor import Predictor, expand_paths
 
     if fmt not in ("json", "csv"):
-        _fail(EarmarkError(f"--format must be json or csv, not {fmt!r}"))
-    try:
-        predictor = Predictor(run, backend=backend)  # type: ignore[arg-type]
-        results = predictor.predict(paths, segments=segments)
-    except EarmarkError as exc:
-        _fail(exc)
+        raise EarmarkError(f"--format must be json or csv, not {fmt!r}")
+    files = expand_paths(paths)
+    if not files:
+        raise DatasetError(f"no audio files in {', '.join(map(str, paths))} (looked for "
+                           f"{', '.join(sorted(AUDIO_EXTENSIONS))}); give audio files or a folder holding some")
+    predictor = Predictor(run, backend=backend)  # type: ignore[arg-type]
+    results = predictor.predict(files, segments=segments)
     if fmt == "json":
         typer.echo(json.dumps(results, indent=2))
     else:
@@ -152,13 +162,10 @@ def distill(
     overrides: SetOpt = None,
 ) -> None:
     """Distill an ensemble into one fast model trained on its soft labels and the true labels."""
-    from .training.distill import describe
-    from .training.distill import distill as run_distill
+    from .jobs.distill import describe
+    from .jobs.distill import distill as run_distill
 
-    try:
-        student = run_distill(run, out, model, overrides)
-    except EarmarkError as exc:
-        _fail(exc)
+    student = run_distill(run, out, model, overrides)
     _print_summary(student.path)
     typer.echo(describe(json.loads((student.path / "distillation.json").read_text())))
 
@@ -171,16 +178,9 @@ def prepare(
     group: GroupOpt = None,
 ) -> None:
     """Decode and cache a dataset (resumable); training does this itself when needed."""
-    from .config import load_recipe
-    from .pipeline import load_dataset
+    from .jobs.prepare import prepare as run_prepare
 
-    try:
-        rec = load_recipe(recipe, overrides)
-        if group:
-            rec.data.group = group
-        ds = load_dataset(data, rec)
-    except EarmarkError as exc:
-        _fail(exc)
+    rec, ds = run_prepare(data, recipe, overrides, group)
     ok = int(ds.store.ok.sum())
     seconds = float(ds.store.lengths.sum()) / rec.audio.sample_rate
     typer.echo(f"{ds.manifest.layout} layout: {len(ds.manifest)} files, {len(ds.labels)} classes, "
@@ -203,13 +203,10 @@ def audit(
     strict: Annotated[bool, typer.Option("--strict", help="Exit with status 1 on warnings.")] = False,
 ) -> None:
     """Check a dataset: classes, durations, formats, unreadable files, duplicates and split leaks."""
-    from .data.audit import audit as run_audit
-    from .data.audit import write_audit
+    from .jobs.audit import audit as run_audit
+    from .jobs.audit import write_audit
 
-    try:
-        report = run_audit(data, recipe, overrides, group)
-    except EarmarkError as exc:
-        _fail(exc)
+    report = run_audit(data, recipe, overrides, group)
     folder = out or Path("earmark-audit") / Path(data).resolve().name
     paths = write_audit(report, folder)
     typer.echo(f"{report['layout']} layout: {report['n_files']} files, {report['n_classes']} classes, "
@@ -253,32 +250,27 @@ def compare(
     """A leaderboard of runs: model, parameters, accuracy, macro-F1, train time, inference speed."""
     from .evaluation.compare import compare_runs, to_text
 
-    try:
-        rows = compare_runs(runs, out, speed_batches)
-    except EarmarkError as exc:
-        _fail(exc)
+    rows = compare_runs(runs, out, speed_batches)
     typer.echo(to_text(rows), nl=False)
     typer.echo(f"written: {out / 'comparison.md'}, {out / 'comparison.csv'}, {out / 'comparison.png'}")
 
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the dataset and the run.")] = Path("earmark-demo"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the dataset and the run.")
+                   ] = Path("earmark-demo"),
     overrides: SetOpt = None,
 ) -> None:
     """Synthesize a small dataset, train, evaluate and predict on it (a few minutes on a laptop CPU)."""
     from .demo import make_demo_dataset
     from .inference.predictor import Predictor
-    from .pipeline import train as run_train
+    from .jobs.train import train as run_train
 
     data = out / "data"
     if not data.is_dir():
         typer.echo(f"synthesizing a 5-class dataset in {data} ...")
         make_demo_dataset(data)
-    try:
-        run = run_train(data, out / "run", "demo", overrides)
-    except EarmarkError as exc:
-        _fail(exc)
+    run = run_train(data, out / "run", "demo", overrides)
     _print_summary(run.path)
     long_file = out / "demo-long.wav"
     result = Predictor(run.path).predict([long_file], segments=True)[0]
@@ -300,12 +292,9 @@ def export(
     from .inference.onnx import OnnxModel, export_and_verify
 
     if fmt != "onnx":
-        _fail(EarmarkError(f"--format {fmt!r} is not supported; use onnx"))
-    try:
-        path, diff = export_and_verify(run, out, opset=opset)
-        model = OnnxModel(path)
-    except EarmarkError as exc:
-        _fail(exc)
+        raise EarmarkError(f"--format {fmt!r} is not supported; use onnx")
+    path, diff = export_and_verify(run, out, opset=opset)
+    model = OnnxModel(path)
     typer.echo(f"{path}  ({path.stat().st_size / 1e6:.1f} MB; input waveform (batch, samples) float32 at "
                f"{model.sample_rate} Hz; {len(model.labels)} classes; max difference from PyTorch {diff or 0:.1e})")
 
@@ -327,10 +316,7 @@ def serve(
 
     settings = ServeSettings(max_upload_bytes=int(max_mb * 1e6), max_duration_s=max_duration,
                              max_concurrent=concurrency, backend=backend)
-    try:
-        web = create_app(run, settings)
-    except EarmarkError as exc:
-        _fail(exc)
+    web = create_app(run, settings)
     typer.echo(f"serving {run} at http://{host}:{port}/  (Ctrl-C to stop)", err=True)
     uvicorn.run(web, host=host, port=port, log_level="warning")
 

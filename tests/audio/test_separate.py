@@ -263,7 +263,7 @@ def test_a_demucs_setting_error_stops_preparation_instead_of_skipping_every_file
 def test_a_run_with_repet_separation_trains_and_predicts(tmp_path: Path):
     import earmark
     from earmark.audio.io import load_audio
-    from earmark.pipeline import load_dataset
+    from earmark.data.dataset import load_dataset
 
     data = make_class_folders(tmp_path / "data", per_class=6)
     run = earmark.train(data, tmp_path / "run", "default",

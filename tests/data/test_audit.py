@@ -10,10 +10,11 @@ from typer.testing import CliRunner
 
 from earmark.cli import app
 from earmark.config import AudioConfig
-from earmark.data.audit import analyse, audit, quick_warnings, write_audit
+from earmark.data.audit import analyse, quick_warnings, write_audit
 from earmark.data.sources import discover
 from earmark.data.store import prepare_manifest
 from earmark.demo import synth
+from earmark.jobs.audit import audit
 
 from ..conftest import shared_dataset, write_wav
 

@@ -21,7 +21,7 @@ TINY = [o for o in FAST if not o.startswith("train.epochs")] + ["train.epochs=1"
 
 @pytest.fixture(scope="module")
 def tiny_ds(synth_data: Path):
-    from earmark.pipeline import load_dataset
+    from earmark.data.dataset import load_dataset
 
     recipe = load_recipe("default", TINY)
     return recipe, load_dataset(synth_data, recipe, show_progress=False)

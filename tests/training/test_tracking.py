@@ -73,7 +73,8 @@ def test_swanlab_gets_its_lightning_logger_in_local_mode(member_dir, monkeypatch
     assert isinstance(logger, FakeSwanLabLogger) and len(made) == 1
     kw = made[0]
     assert kw["mode"] == "local" and kw["logdir"] == str(member_dir / "logs" / "swanlab")
-    assert kw["experiment_name"] == "default/fold1/m0" and kw["config"]["train.epochs"] == load_recipe("default").train.epochs
+    assert kw["experiment_name"] == "default/fold1/m0"
+    assert kw["config"]["train.epochs"] == load_recipe("default").train.epochs
 
 
 def test_unknown_tracker_is_a_clear_error(member_dir):

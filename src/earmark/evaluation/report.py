@@ -7,7 +7,7 @@ from ..utils.files import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Recipe
-    from ..pipeline import Dataset
+    from ..data.dataset import Dataset
     from ..run import RunFolder
 
 

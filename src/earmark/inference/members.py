@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -11,9 +11,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from ..config import Recipe
+from ..ensemble import with_tta
 from ..errors import RunError
 from ..models.net import EarmarkNet, build_net
 from ..utils.files import atomic_write, read_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..data.dataset import Dataset
+    from ..data.loader import SegmentTable
 
 
 def save_net(net: EarmarkNet, path: Path) -> None:
@@ -83,3 +88,17 @@ def load_members(run_path: Path, recipe: Recipe, num_classes: int, device: str =
     if not entries:
         raise RunError(f"{run_path} has no trained members")
     return [load_member(run_path, e, recipe, num_classes, device, batch_size) for e in entries]
+
+
+def member_segment_probs(members: list[Any], ds: "Dataset", table: "SegmentTable", recipe: Recipe,
+                         chunk: int = 1024) -> np.ndarray:
+    """Per-member segment probabilities ``(members, n, classes)``, read from the store in chunks."""
+    e = recipe.ensemble
+    out = []
+    for m in members:
+        parts = []
+        for b in range(0, len(table), chunk):
+            waves = table.read(ds.store, np.arange(b, min(b + chunk, len(table))))
+            parts.append(with_tta(m.predict_proba, waves, e.tta, e.tta_shift))
+        out.append(np.concatenate(parts) if parts else np.zeros((0, len(ds.labels))))
+    return np.stack(out).astype(np.float32)

@@ -162,7 +162,8 @@ class Predictor:
         }
         if segments:
             result["segments"] = [
-                {"start": round(int(s) / sr, 3), "end": round(min(int(s) + self.segment_samples, max(n_samples, 1)) / sr, 3),
+                {"start": round(int(s) / sr, 3),
+                 "end": round(min(int(s) + self.segment_samples, max(n_samples, 1)) / sr, 3),
                  "label": self.labels[int(p.argmax())],
                  "probabilities": {lbl: round(float(v), 6) for lbl, v in zip(self.labels, p)}}
                 for s, p in zip(starts, seg_probs)]

@@ -1,7 +1,6 @@
 """Small convolutional networks on 1-channel spectrograms ``(batch, 1, frames, mels)``."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from .registry import register_model

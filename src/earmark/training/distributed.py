@@ -39,9 +39,8 @@ def follow(data: str | Path, out: str | Path, recipe: "Recipe") -> None:
     Rank 0 trains a member only when its ``member.json`` is missing, and writes it only after the fit that
     every rank takes part in, so both sides take the same decisions in the same order.
     """
-    from ..data.split import make_folds
+    from ..data.dataset import dataset_folds, load_dataset
     from ..models.registry import get_spec
-    from ..pipeline import _remap, load_dataset
     from ..run import RunFolder
     from .fit import fit_network
     from .members import plan_members
@@ -53,10 +52,7 @@ def follow(data: str | Path, out: str | Path, recipe: "Recipe") -> None:
         return
     run = RunFolder(Path(out))
     ds = load_dataset(data, recipe, show_progress=False)
-    usable = ds.usable
-    folds = [_remap(f, usable) for f in make_folds(ds.manifest.subset(usable.tolist()), recipe.split,
-                                                    recipe.split_seed)]
-    for fold in folds:
+    for fold in dataset_folds(ds, recipe):  # the same folds rank 0 computes
         for plan in plan_members(recipe, ds, fold):
             folder = run.member_dir(fold.name, plan.index)
             if (folder / "member.json").is_file() or not get_spec(plan.recipe.model.name).is_deep:

@@ -1,6 +1,7 @@
-"""Which members a fold trains: one, N seeds, or one per inner fold (k-fold ensembles)."""
+"""A fold's members: which ones it trains (one, N seeds, or one per inner fold), fitting them, their weights."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -8,11 +9,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import Recipe
-from ..utils.files import atomic_write_npy
+from ..errors import ConfigError
+from ..models.registry import get_spec
+from ..utils.files import atomic_write_json, atomic_write_npy, read_json
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..data.dataset import Dataset
     from ..data.split import Fold
-    from ..pipeline import Dataset
+    from ..run import RunFolder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,8 +37,7 @@ class MemberPlan:
         if not self.out_of_fold or self.val.size == 0:
             return {}
         from ..data.loader import SegmentTable
-        from ..inference.members import load_member
-        from ..pipeline import member_segment_probs
+        from ..inference.members import load_member, member_segment_probs
 
         member = load_member(folder.parents[3], {"dir": str(folder.relative_to(folder.parents[3])),
                                                  "kind": info.get("kind", "net")},
@@ -60,3 +65,66 @@ def plan_members(recipe: Recipe, ds: "Dataset", fold: "Fold") -> list[MemberPlan
         return plans
     return [MemberPlan(m, recipe, fold.train, fold.val, recipe.seed + 1000 * m,
                        f"seed {recipe.seed + 1000 * m}") for m in range(e.members)]
+
+
+def fit_member(recipe: Recipe, ds: "Dataset", fold: "Fold", train: np.ndarray, val: np.ndarray, folder: Path,
+               seed: int) -> dict[str, Any]:
+    """Train one member into ``folder`` (weights + member files); returns its fit information."""
+    spec = get_spec(recipe.model.name)
+    num_classes = len(ds.labels)
+    if spec.is_deep:
+        from ..inference.members import save_net
+        from .fit import fit_network
+
+        teacher = None
+        if recipe.distill.teacher:
+            from .distill import teacher_for_fold
+
+            teacher = teacher_for_fold(recipe, ds, fold)
+        result = fit_network(recipe, num_classes, ds.store, ds.label_index, train, val, folder, seed, teacher)
+        save_net(result.net, folder / "model.safetensors")
+        return {"kind": "net", **result.info}
+    if recipe.distill.teacher:
+        raise ConfigError(f"distillation trains networks; {recipe.model.name} is a classical model")
+    from .classical import fit_classical
+
+    return {"kind": "classical", **fit_classical(recipe, ds.store, ds.label_index, train, val, folder, seed,
+                                                 num_classes)}
+
+
+def train_members(recipe: Recipe, run: "RunFolder", ds: "Dataset", fold: "Fold") -> list[dict[str, Any]]:
+    """Train (or reuse) every member of one fold; returns their ``members.json`` entries."""
+    entries = []
+    for plan in plan_members(recipe, ds, fold):
+        folder = run.member_dir(fold.name, plan.index)
+        done = folder / "member.json"
+        if not done.is_file():
+            log.info("fold %s: training member %d (%s)", fold.name, plan.index, plan.describe)
+            info = fit_member(plan.recipe, ds, fold, plan.train, plan.val, folder, plan.seed)
+            info.update(plan.extra(ds, folder, info))
+            info.update(model=plan.recipe.model.name, index=plan.index, fold=fold.name)
+            atomic_write_json(done, info)  # written last: its presence means the member is finished
+        info = read_json(done)
+        entries.append({"dir": str(folder.relative_to(run.path)), "kind": info.get("kind", "net"),
+                        "model": info.get("model"), "fold": fold.name, "seed": info.get("seed"),
+                        "val_score": info.get("best_score"), "weight": 1.0})
+    return entries
+
+
+def member_weights(recipe: Recipe, entries: list[dict[str, Any]]) -> list[float]:
+    """Equal weights, or (``ensemble.weighted``) each member's validation accuracy/score."""
+    if not recipe.ensemble.weighted:
+        return [1.0] * len(entries)
+    if all(e.get("val_score") is None for e in entries):
+        log.warning("ensemble.weighted=true but the members have no validation score (split.val_size=0): "
+                    "they vote with equal weights")
+    scores = []
+    for e in entries:
+        s = e.get("val_score")
+        if s is None:
+            scores.append(1.0)
+        elif recipe.train.monitor == "val_loss":
+            scores.append(float(np.exp(-s)))  # lower loss, higher weight
+        else:
+            scores.append(max(float(s), 1e-6))
+    return scores

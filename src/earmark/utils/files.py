@@ -1,6 +1,8 @@
 """Atomic writes: a reader sees the old file or the new one, never half of one."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
@@ -32,6 +34,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_csv(path: str | Path, header: list[str], rows: list[list[Any]]) -> None:
+    """A CSV table (header row, then ``rows``), written atomically."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def atomic_write_npy(path: str | Path, array: Any) -> None:
