@@ -331,13 +331,30 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
 
 def recipe_from_dict(data: dict[str, Any], source: str = "recipe") -> Recipe:
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(data)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(recipe)"
             lines.append(f"  {where}: {err['msg']}")
         raise ConfigError(f"invalid settings in {source}:\n" + "\n".join(lines)) from None
+    check_model_features(recipe, source)
+    return recipe
+
+
+def check_model_features(recipe: Recipe, source: str = "recipe") -> None:
+    """The model can take the recipe's features (checked before anything is decoded or written).
+
+    Raises:
+        ConfigError: an unknown model, or a spectrogram model with ``features.kind=waveform``; the message
+            names both settings and a fix. (Raw-waveform models ignore the filter-bank settings.)
+    """
+    from .models.registry import get_spec  # the registry is a leaf; importing it loads the model families
+
+    spec = get_spec(recipe.model.name)
+    if spec.input == "spectrogram" and recipe.features.kind == "waveform":
+        raise ConfigError(f"{source}: model.name={spec.name} takes spectrograms, but features.kind=waveform; set "
+                          "features.kind to logmel or mfcc, or choose a raw-waveform model (e.g. model.name=raw1d)")
 
 
 def load_recipe(name_or_path: str = "default", overrides: list[str] | None = None) -> Recipe:
@@ -350,4 +367,7 @@ def load_recipe(name_or_path: str = "default", overrides: list[str] | None = Non
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {source} must be a mapping of sections")
     data.setdefault("name", Path(source).stem if source.endswith((".yaml", ".yml")) else source)
-    return recipe_from_dict(apply_overrides(data, overrides), source)
+    recipe = recipe_from_dict(apply_overrides(data, overrides), source)
+    for name in recipe.variants:  # every variant is checked now, not when its turn to train comes
+        recipe.variant(name, overrides)
+    return recipe

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 import numpy as np
+import torch
+from torch import Tensor
 
 Voting = Literal["soft", "hard"]
 
@@ -42,6 +44,22 @@ def vote(member_probs: list[np.ndarray] | np.ndarray, voting: Voting = "soft",
             share[np.arange(p.shape[1]), choice[m]] += w[m]
         return share * (1 - 1e-6) + 1e-6 * soft
     raise ValueError(f"unknown voting {voting!r}; use soft or hard")
+
+
+def vote_torch(member_probs: Tensor, voting: Voting, weights: Tensor) -> Tensor:
+    """:func:`vote` in torch (for exported graphs): ``(members, n, classes)`` -> ``(n, classes)``, float64.
+
+    ``weights``: one per member, already normalised to sum to 1. No data-dependent Python branching.
+    """
+    probs = member_probs.double()
+    w = weights.double()[:, None, None]
+    soft = (probs * w).sum(0)
+    if voting == "soft":
+        return soft
+    classes = torch.arange(probs.shape[2], device=probs.device)
+    chosen = (probs.argmax(dim=2, keepdim=True) == classes).double()  # one-hot (members, n, classes)
+    share = (chosen * w).sum(0)
+    return share * (1 - 1e-6) + 1e-6 * soft
 
 
 def tta_shifts(n: int, max_fraction: float) -> list[float]:

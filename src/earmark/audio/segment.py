@@ -6,12 +6,38 @@ decoded audio serves any segment setting.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import SegmentConfig
 
 ShortPolicy = Literal["pad", "repeat", "drop"]
 TailPolicy = Literal["align", "pad", "drop"]
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """A recipe's segment settings in samples at one sample rate (the one place seconds become samples)."""
+
+    length: int
+    hop: int
+    short: ShortPolicy = "pad"
+    tail: TailPolicy = "align"
+    min_tail: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: "SegmentConfig", sample_rate: int) -> "SegmentSpec":
+        return cls(int(round(cfg.length_s * sample_rate)), int(round(cfg.hop_s * sample_rate)), cfg.short,
+                   cfg.tail, int(round(cfg.min_tail_s * sample_rate)))
+
+    def starts(self, n_samples: int) -> np.ndarray:
+        """:func:`segment_starts` of a signal of ``n_samples``."""
+        return segment_starts(n_samples, self.length, self.hop, self.short, self.tail, self.min_tail)
 
 
 def segment_starts(
@@ -116,3 +142,60 @@ def stream_segments(
         if last is None or s > last:
             off = s - buf_start
             yield s, read_segment(buf[off:] if off > 0 else buf, 0, length, fill)
+
+
+# ---------------------------------------------------------------------------- torch (exported graphs)
+
+
+def _indicator(value: Any) -> Any:
+    """1 if the (symbolic) integer ``value`` is positive, else 0, without Python branching."""
+    return torch.sym_min(torch.sym_max(value, 0), 1)
+
+
+class SegmentCutter(nn.Module):
+    """Waveforms ``(batch, samples)`` -> segments ``(batch, n_segments, length)``, as ``segment_starts``.
+
+    Written with shape arithmetic only (no data-dependent branches), so one exported graph serves every
+    input length. ``tail``: ``align`` (a last segment ending at the end), ``pad`` (one zero-padded
+    segment if at least ``max(1, min_tail)`` samples remain) or ``drop``. An input shorter than one
+    segment gives one segment, zero-padded (``short="pad"``) or looped (``short="repeat"``); with
+    ``short="drop"`` it is zero-padded too (a graph has to answer; the Predictor drops such files itself).
+    """
+
+    def __init__(self, length: int, hop: int, tail: str = "align", short: str = "pad", min_tail: int = 0) -> None:
+        super().__init__()
+        if length <= 0 or hop <= 0:
+            raise ValueError(f"segment length and hop must be positive, got {length} and {hop}")
+        if tail not in ("align", "pad", "drop"):
+            raise ValueError(f"unknown tail policy {tail!r}")
+        if short not in ("pad", "repeat", "drop"):
+            raise ValueError(f"unknown short-input policy {short!r}")
+        self.length, self.hop, self.tail, self.short = int(length), int(hop), tail, short
+        self.min_tail = max(1, int(min_tail))
+
+    @classmethod
+    def from_spec(cls, spec: SegmentSpec) -> "SegmentCutter":
+        return cls(spec.length, spec.hop, spec.tail, spec.short, spec.min_tail)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        n, length, hop = wave.shape[1], self.length, self.hop
+        rest = torch.sym_max(n - length, 0)  # room for starts after 0
+        if self.tail == "align":
+            count = (rest + hop - 1) // hop + 1
+        else:
+            count = rest // hop + 1
+            if self.tail == "pad":
+                next_start = count * hop
+                last_end = next_start - hop + length
+                count = count + (_indicator(n - length + 1) * _indicator(n - last_end)
+                                 * _indicator(n - next_start - self.min_tail + 1))
+        starts = torch.arange(count, device=wave.device) * hop
+        if self.tail == "align":
+            starts = starts.clamp(max=rest)
+        index = starts[:, None] + torch.arange(length, device=wave.device)[None, :]  # (n_segments, length)
+        padded = nn.functional.pad(wave, (0, length))
+        if self.short == "repeat":
+            # Loop a short input: index modulo its length (never wraps for inputs of a segment or more).
+            modulus = torch.full((), n + length * _indicator(n - length + 1), dtype=index.dtype, device=wave.device)
+            index = index % modulus
+        return padded[:, index]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..audio.segment import read_segment, segment_starts
+from ..audio.segment import SegmentSpec, read_segment
 from ..config import SegmentConfig
 from .store import PreparedStore
 
@@ -33,15 +33,14 @@ class SegmentTable:
     @classmethod
     def build(cls, store: PreparedStore, file_indices: Sequence[int] | np.ndarray, cfg: SegmentConfig,
               sample_rate: int) -> "SegmentTable":
-        length = int(round(cfg.length_s * sample_rate))
-        hop = int(round(cfg.hop_s * sample_rate))
-        min_tail = int(round(cfg.min_tail_s * sample_rate))
+        spec = SegmentSpec.from_config(cfg, sample_rate)
+        length = spec.length
         lengths = store.lengths
         files, starts = [], []
         for i in file_indices:
             if not store.files[int(i)].ok:
                 continue
-            s = segment_starts(int(lengths[int(i)]), length, hop, cfg.short, cfg.tail, min_tail)
+            s = spec.starts(int(lengths[int(i)]))
             files.append(np.full(s.size, int(i), dtype=np.int64))
             starts.append(s)
         cat = (lambda a: np.concatenate(a) if a else np.zeros(0, dtype=np.int64))

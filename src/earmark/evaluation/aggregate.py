@@ -4,6 +4,8 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import torch
+from torch import Tensor
 
 Aggregate = Literal["mean", "vote", "sum"]
 
@@ -34,3 +36,15 @@ def aggregate_by_track(seg_probs: np.ndarray, track_of_segment: np.ndarray, meth
     tracks = tracks[np.argsort(first)]
     out = np.stack([aggregate_track(seg_probs[track_of_segment == t], method) for t in tracks])
     return tracks, out
+
+
+def aggregate_track_torch(seg_probs: Tensor, method: Aggregate = "mean") -> Tensor:
+    """:func:`aggregate_track` in torch, batched: ``(batch, n_segments, classes)`` -> ``(batch, classes)``."""
+    if method == "vote":
+        classes = torch.arange(seg_probs.shape[2], device=seg_probs.device)
+        votes = (seg_probs.argmax(dim=2, keepdim=True) == classes).float().mean(1)
+        return votes + 1e-6 * seg_probs.mean(1)
+    if method in ("mean", "sum"):
+        total = seg_probs.sum(1)
+        return total / total.sum(dim=1, keepdim=True)
+    raise ValueError(f"unknown aggregation {method!r}; use mean, vote or sum")

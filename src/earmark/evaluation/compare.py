@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from ..audio.segment import SegmentSpec
 from ..errors import RunError
-from ..run import open_run
+from ..run import RunFolder, open_run
 from ..utils.files import atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
@@ -47,18 +48,18 @@ def expand_runs(run_dirs: list[str | Path]) -> list[tuple[str, Path]]:
     return [(f"{p.parent.name}/{n}" if names.count(n) > 1 else n, p) for n, p in out]
 
 
-def inference_speed(run_dir: Path, batches: int = 3, batch_size: int | None = None, seed: int = 0) -> float:
+def inference_speed(run_dir: Path | RunFolder, batches: int = 3, batch_size: int | None = None, seed: int = 0) -> float:
     """Segments per second of the run's first member on random segments of the run's length."""
     from ..inference.members import load_member
 
-    run = open_run(run_dir)
+    run = run_dir if isinstance(run_dir, RunFolder) else open_run(run_dir)
     recipe = run.recipe()
-    entries = read_json(run.file("members.json"))["members"]
+    entries = run.members()
     if not entries:
         raise RunError(f"{run_dir} has no trained members")
     member = load_member(run.path, entries[0], recipe, len(run.labels()), batch_size=recipe.eval.batch_size)
     n = batch_size or recipe.eval.batch_size
-    length = int(round(recipe.segment.length_s * recipe.audio.sample_rate))
+    length = SegmentSpec.from_config(recipe.segment, recipe.audio.sample_rate).length
     rng = np.random.default_rng(seed)
     waves = (0.1 * rng.standard_normal((n, length))).astype(np.float32)
     member.predict_proba(waves)  # warm-up
@@ -76,9 +77,9 @@ def run_row(name: str, run_dir: Path, speed_batches: int = 3) -> dict[str, Any]:
 
     run = open_run(run_dir)
     recipe = run.recipe()
-    m = read_json(run.file("metrics.json"))
-    entries = read_json(run.file("members.json"))["members"]
-    first = read_json(run.path / entries[0]["dir"] / "member.json") if entries else {}
+    m = run.metrics()
+    entries = run.members()
+    first = read_json(run.path / entries[0].dir / "member.json") if entries else {}
     model = first.get("model") or recipe.model.name
     try:
         spec = get_spec(model)
@@ -92,7 +93,7 @@ def run_row(name: str, run_dir: Path, speed_batches: int = 3) -> dict[str, Any]:
     }
     for key in ("segment_accuracy", "track_accuracy", "track_macro_f1"):
         row[key], row[f"{key}_std"] = m.get(key), m.get(f"{key}_std", 0.0)
-    row["segments_per_s"] = inference_speed(run.path, speed_batches) if speed_batches > 0 else None
+    row["segments_per_s"] = inference_speed(run, speed_batches) if speed_batches > 0 else None
     return row
 
 

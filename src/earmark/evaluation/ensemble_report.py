@@ -6,7 +6,7 @@ for sizes 1, 2, 4, ... N the first ``k`` members vote (soft and hard) and the tr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -15,8 +15,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..ensemble import vote  # noqa: E402
-from ..utils.files import atomic_write, atomic_write_json, atomic_write_text, read_json  # noqa: E402
+from ..utils.files import atomic_write, atomic_write_json, atomic_write_text  # noqa: E402
 from .aggregate import aggregate_by_track  # noqa: E402
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..run import RunFolder
 
 
 def ensemble_sizes(n: int) -> list[int]:
@@ -91,8 +94,11 @@ def write_ensemble_report(run_path: Path, folds: list[str], labels_of_file: dict
     return table
 
 
-def weights_from_members(run_path: Path) -> dict[str, list[float]]:
+def weights_from_members(run: "RunFolder | Path") -> dict[str, list[float]]:
+    """The members' weights, fold by fold (in ``members.json`` order)."""
+    from ..run import RunFolder
+
     out: dict[str, list[float]] = {}
-    for m in read_json(run_path / "members.json")["members"]:
-        out.setdefault(m["fold"], []).append(float(m.get("weight", 1.0)))
+    for m in (run if isinstance(run, RunFolder) else RunFolder(run)).members():
+        out.setdefault(str(m.fold), []).append(m.weight)
     return out

@@ -69,7 +69,7 @@ def _plot_examples(recipe: Recipe, ds: Dataset, fold: Fold, path: Path) -> None:
 
     from ..config import FeatureConfig
     from ..data.loader import SegmentTable
-    from ..models.net import build_frontend
+    from ..features.frontend import build_frontend
 
     feats = recipe.features if recipe.features.kind != "waveform" else FeatureConfig(
         f_max=min(8000.0, recipe.audio.sample_rate / 2))

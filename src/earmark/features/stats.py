@@ -78,9 +78,9 @@ class SummaryFeatures(nn.Module):
     @classmethod
     def from_config(cls, cfg: FeatureConfig, sample_rate: int) -> "SummaryFeatures":
         """The summary features of a recipe's feature settings (``kind`` is ignored)."""
-        return cls(sample_rate=sample_rate, n_mels=cfg.n_mels, n_mfcc=min(cfg.n_mfcc, cfg.n_mels), n_fft=cfg.n_fft,
-                   win_ms=cfg.win_ms, hop_ms=cfg.hop_ms, f_min=cfg.f_min, f_max=cfg.f_max,
-                   preemphasis=cfg.preemphasis, window=cfg.window, log_floor=cfg.log_floor)
+        from .frontend import fbank_kwargs
+
+        return cls(n_mfcc=min(cfg.n_mfcc, cfg.n_mels), **fbank_kwargs(cfg, sample_rate))
 
     def frame_names(self) -> list[str]:
         """Names of the per-frame features, in order."""

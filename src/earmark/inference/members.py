@@ -14,7 +14,8 @@ from ..config import Recipe
 from ..ensemble import with_tta
 from ..errors import RunError
 from ..models.net import EarmarkNet, build_net
-from ..utils.files import atomic_write, read_json
+from ..run import MemberEntry, RunFolder
+from ..utils.files import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..data.dataset import Dataset
@@ -61,33 +62,33 @@ class NetMember:
         return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def load_member(run_path: Path, entry: dict[str, Any], recipe: Recipe, num_classes: int,
+def load_member(run_path: Path, entry: MemberEntry | dict[str, Any], recipe: Recipe, num_classes: int,
                 device: str = "cpu", batch_size: int = 64) -> Any:
-    """One member from its ``members.json`` entry."""
-    folder = run_path / str(entry.get("dir", ""))
-    if not entry.get("dir") or not folder.resolve().is_relative_to(Path(run_path).resolve()):
-        raise RunError(f"{run_path / 'members.json'}: member folder {entry.get('dir')!r} is not inside the "
-                       "run")
-    kind = entry.get("kind", "net")
-    weight = float(entry.get("weight", 1.0))
-    if kind == "net":
-        member_recipe = recipe if not entry.get("model") else recipe.model_copy(
-            update={"model": recipe.model.model_copy(update={"name": entry["model"]})})
+    """One member from its ``members.json`` entry (a :class:`MemberEntry`, or the entry as a dict)."""
+    if isinstance(entry, dict):
+        entry = MemberEntry.from_dict(entry)
+    folder = run_path / entry.dir
+    if not entry.dir or not folder.resolve().is_relative_to(Path(run_path).resolve()):
+        raise RunError(f"{run_path / 'members.json'}: member folder {entry.dir!r} is not inside the run")
+    if entry.kind == "net":
+        member_recipe = recipe if not entry.model else recipe.model_copy(
+            update={"model": recipe.model.model_copy(update={"name": entry.model})})
         net = load_net(member_recipe, num_classes, folder / "model.safetensors", device)
-        return NetMember(net, batch_size, weight, entry["dir"])
-    if kind == "classical":
+        return NetMember(net, batch_size, entry.weight, entry.dir)
+    if entry.kind == "classical":
         from ..models.classical import ClassicalMember
 
-        return ClassicalMember.load(folder, recipe, weight=weight, name=entry["dir"])
-    raise RunError(f"unknown member kind {kind!r} in {run_path / 'members.json'}")
+        return ClassicalMember.load(folder, recipe, weight=entry.weight, name=entry.dir)
+    raise RunError(f"unknown member kind {entry.kind!r} in {run_path / 'members.json'}")
 
 
-def load_members(run_path: Path, recipe: Recipe, num_classes: int, device: str = "cpu",
+def load_members(run: RunFolder, recipe: Recipe, num_classes: int, device: str = "cpu",
                  batch_size: int = 64) -> list[Any]:
-    entries = read_json(run_path / "members.json")["members"]
+    """Every member of a run, ready to predict."""
+    entries = run.members()
     if not entries:
-        raise RunError(f"{run_path} has no trained members")
-    return [load_member(run_path, e, recipe, num_classes, device, batch_size) for e in entries]
+        raise RunError(f"{run.path} has no trained members")
+    return [load_member(run.path, e, recipe, num_classes, device, batch_size) for e in entries]
 
 
 def member_segment_probs(members: list[Any], ds: "Dataset", table: "SegmentTable", recipe: Recipe,

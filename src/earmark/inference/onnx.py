@@ -21,7 +21,6 @@ file's ``metadata_props`` (keys ``earmark.*``), so a user needs only onnxruntime
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -31,12 +30,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 
-from ..ensemble import tta_shifts
+from ..audio.segment import SegmentCutter, SegmentSpec
 from ..errors import RunError
-from ..run import open_run
-from ..utils.files import atomic_write, read_json
+from ..run import RunFolder, open_run
+from ..utils.files import atomic_write
+from .graph import WaveformClassifier
 
 log = logging.getLogger(__name__)
 
@@ -47,151 +46,29 @@ DEFAULT_OPSET = 18
 VERIFY_TOLERANCE = 1e-4
 
 
-def _indicator(value: Any) -> Any:
-    """1 if the (symbolic) integer ``value`` is positive, else 0, without Python branching."""
-    return torch.sym_min(torch.sym_max(value, 0), 1)
-
-
-class SegmentCutter(nn.Module):
-    """Waveforms ``(batch, samples)`` -> segments ``(batch, n_segments, length)``, as ``segment_starts``.
-
-    Written with shape arithmetic only (no data-dependent branches), so one exported graph serves every
-    input length. ``tail``: ``align`` (a last segment ending at the end), ``pad`` (one zero-padded
-    segment if at least ``max(1, min_tail)`` samples remain) or ``drop``. An input shorter than one
-    segment gives one segment, zero-padded (``short="pad"``) or looped (``short="repeat"``); with
-    ``short="drop"`` it is zero-padded too (a graph has to answer; the Predictor drops such files itself).
-    """
-
-    def __init__(self, length: int, hop: int, tail: str = "align", short: str = "pad", min_tail: int = 0) -> None:
-        super().__init__()
-        if length <= 0 or hop <= 0:
-            raise ValueError(f"segment length and hop must be positive, got {length} and {hop}")
-        if tail not in ("align", "pad", "drop"):
-            raise ValueError(f"unknown tail policy {tail!r}")
-        if short not in ("pad", "repeat", "drop"):
-            raise ValueError(f"unknown short-input policy {short!r}")
-        self.length, self.hop, self.tail, self.short = int(length), int(hop), tail, short
-        self.min_tail = max(1, int(min_tail))
-
-    def forward(self, wave: Tensor) -> Tensor:
-        n, length, hop = wave.shape[1], self.length, self.hop
-        rest = torch.sym_max(n - length, 0)  # room for starts after 0
-        if self.tail == "align":
-            count = (rest + hop - 1) // hop + 1
-        else:
-            count = rest // hop + 1
-            if self.tail == "pad":
-                next_start = count * hop
-                last_end = next_start - hop + length
-                count = count + (_indicator(n - length + 1) * _indicator(n - last_end)
-                                 * _indicator(n - next_start - self.min_tail + 1))
-        starts = torch.arange(count, device=wave.device) * hop
-        if self.tail == "align":
-            starts = starts.clamp(max=rest)
-        index = starts[:, None] + torch.arange(length, device=wave.device)[None, :]  # (n_segments, length)
-        padded = nn.functional.pad(wave, (0, length))
-        if self.short == "repeat":
-            # Loop a short input: index modulo its length (never wraps for inputs of a segment or more).
-            modulus = torch.full((), n + length * _indicator(n - length + 1), dtype=index.dtype, device=wave.device)
-            index = index % modulus
-        return padded[:, index]
-
-
-class WaveformClassifier(nn.Module):
-    """A whole run as one module: waveforms ``(batch, samples)`` -> ``(probabilities, segment_probabilities)``.
-
-    ``probabilities``: ``(batch, classes)``; ``segment_probabilities``: ``(batch, n_segments, classes)``.
-    """
-
-    def __init__(self, nets: list[nn.Module], weights: list[float], voting: str, aggregate: str,
-                 cutter: SegmentCutter, tta: int = 1, tta_shift: float = 0.0) -> None:
-        super().__init__()
-        w = np.asarray(weights, dtype=np.float64)
-        if len(nets) == 0 or w.shape != (len(nets),) or (w < 0).any() or w.sum() <= 0:
-            raise RunError("an export needs at least one member and one non-negative weight per member")
-        if voting not in ("soft", "hard"):
-            raise RunError(f"unknown voting {voting!r} in members.json; use soft or hard")
-        if aggregate not in ("mean", "sum", "vote"):
-            raise RunError(f"unknown eval.aggregate {aggregate!r}; use mean, sum or vote")
-        self.nets = nn.ModuleList(nets)
-        self.register_buffer("weights", torch.from_numpy(w / w.sum()), persistent=False)  # float64
-        self.voting, self.aggregate, self.cutter = voting, aggregate, cutter
-        self.shifts = [int(round(s * cutter.length)) for s in tta_shifts(tta, tta_shift)]
-
-    def member_probs(self, net: nn.Module, segments: Tensor) -> Tensor:
-        """Softmax of one member, averaged over the test-time shifts: ``(n, L)`` -> ``(n, classes)``."""
-        total = None
-        for shift in self.shifts:
-            x = segments if shift == 0 else torch.roll(segments, shift, dims=1)
-            p = torch.softmax(net(x).float(), dim=1)
-            total = p if total is None else total + p
-        return total / len(self.shifts)
-
-    def combine(self, segments: Tensor) -> Tensor:
-        """The members' vote on segments ``(n, L)`` -> ``(n, classes)`` (as :func:`earmark.ensemble.vote`).
-
-        The vote is computed in float64 and rounded to float32, as the Predictor does, so the 1e-6 tie-break
-        of hard voting rounds the same way (it decides ties when the segments are then counted).
-        """
-        probs = torch.stack([self.member_probs(net, segments) for net in self.nets]).double()  # (members, n, C)
-        weights = self.weights[:, None, None]
-        soft = (probs * weights).sum(0)
-        if self.voting == "soft":
-            return soft.float()
-        classes = torch.arange(probs.shape[2], device=probs.device)
-        chosen = (probs.argmax(dim=2, keepdim=True) == classes).double()  # one-hot (members, n, classes)
-        share = (chosen * weights).sum(0)
-        return (share * (1 - 1e-6) + 1e-6 * soft).float()
-
-    def track(self, seg_probs: Tensor) -> Tensor:
-        """Segments ``(batch, n_segments, classes)`` -> one answer ``(batch, classes)`` (``aggregate_track``)."""
-        if self.aggregate == "vote":
-            classes = torch.arange(seg_probs.shape[2], device=seg_probs.device)
-            votes = (seg_probs.argmax(dim=2, keepdim=True) == classes).float().mean(1)
-            return votes + 1e-6 * seg_probs.mean(1)
-        total = seg_probs.sum(1)
-        return total / total.sum(dim=1, keepdim=True)
-
-    def forward(self, wave: Tensor) -> tuple[Tensor, Tensor]:
-        segs = self.cutter(wave)
-        batch, n_segments, length = segs.shape
-        seg_probs = self.combine(segs.reshape(batch * n_segments, length)).reshape(batch, n_segments, -1)
-        return self.track(seg_probs), seg_probs
-
-
 # ------------------------------------------------------------------------------------------------ export
 
 
-def run_fingerprint(run_dir: str | Path) -> str:
-    """A hash of what a run predicts with (settings, labels, members and their weights)."""
-    run = Path(run_dir)
-    h = hashlib.sha256()
-    for name in ("config.yaml", "labels.json", "members.json"):
-        h.update((run / name).read_bytes())
-    for entry in read_json(run / "members.json")["members"]:
-        weights = run / entry["dir"] / "model.safetensors"
-        if weights.is_file():
-            with open(weights, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()
+def _as_run(run: str | Path | RunFolder) -> RunFolder:
+    return run if isinstance(run, RunFolder) else open_run(run)
 
 
-def build_classifier(run_dir: str | Path) -> tuple[WaveformClassifier, dict[str, str]]:
+def build_classifier(run_dir: str | Path | RunFolder) -> tuple[WaveformClassifier, dict[str, str]]:
     """The run as one :class:`WaveformClassifier` (CPU, eval mode, matrix-product FFT) and its metadata.
+
+    ``run_dir``: a finished run folder, or a :class:`RunFolder` already opened (it is not read again).
 
     Raises:
         RunError: the run is not finished, or has members that cannot be exported (classical models).
     """
     from .members import load_member
 
-    run = open_run(run_dir)
+    run = _as_run(run_dir)
     recipe, labels = run.recipe(), run.labels()
-    info = read_json(run.file("members.json"))
-    entries = info["members"]
+    entries = run.members()
     if not entries:
         raise RunError(f"{run.path} has no trained members to export")
-    classical = [e["dir"] for e in entries if e.get("kind", "net") == "classical"]
+    classical = [e.dir for e in entries if e.kind == "classical"]
     if classical:
         raise RunError(f"{run.path}: members {classical} are classical scikit-learn models, which ONNX export "
                        "does not support yet; export a run of neural networks, or predict with the torch backend")
@@ -202,10 +79,10 @@ def build_classifier(run_dir: str | Path) -> tuple[WaveformClassifier, dict[str,
         nets.append(member.net.eval())
     sr = recipe.audio.sample_rate
     s = recipe.segment
-    length, hop = int(round(s.length_s * sr)), int(round(s.hop_s * sr))
-    cutter = SegmentCutter(length, hop, s.tail, s.short, int(round(s.min_tail_s * sr)))
-    voting = info.get("voting", recipe.ensemble.voting)
-    weights = [float(e.get("weight", 1.0)) for e in entries]
+    spec = SegmentSpec.from_config(s, sr)
+    cutter = SegmentCutter.from_spec(spec)
+    voting = run.voting()
+    weights = [e.weight for e in entries]
     model = WaveformClassifier(nets, weights, voting, recipe.eval.aggregate, cutter, recipe.ensemble.tta,
                                recipe.ensemble.tta_shift).eval()
     if recipe.audio.separation != "none":
@@ -216,17 +93,17 @@ def build_classifier(run_dir: str | Path) -> tuple[WaveformClassifier, dict[str,
     meta = {
         "earmark.labels": json.dumps(labels),
         "earmark.sample_rate": str(sr),
-        "earmark.segment": json.dumps({"length_s": s.length_s, "hop_s": s.hop_s, "samples": length,
-                                       "hop_samples": hop, "short": s.short, "tail": s.tail,
+        "earmark.segment": json.dumps({"length_s": s.length_s, "hop_s": s.hop_s, "samples": spec.length,
+                                       "hop_samples": spec.hop, "short": s.short, "tail": s.tail,
                                        "min_tail_s": s.min_tail_s}),
         "earmark.aggregate": recipe.eval.aggregate,
         "earmark.voting": voting,
-        "earmark.members": json.dumps([{"model": e.get("model") or recipe.model.name, "fold": e.get("fold"),
+        "earmark.members": json.dumps([{"model": e.model or recipe.model.name, "fold": e.fold,
                                         "weight": w} for e, w in zip(entries, weights)]),
         "earmark.tta": json.dumps({"n": recipe.ensemble.tta, "max_shift": recipe.ensemble.tta_shift}),
         "earmark.features": json.dumps(recipe.features.model_dump()),
         "earmark.separation": recipe.audio.separation,
-        "earmark.run_fingerprint": run_fingerprint(run.path),
+        "earmark.run_fingerprint": run.digest(),  # key kept so files exported before still match
         "earmark.version": __version__,
         "earmark.inputs": "waveform: float32 (batch, samples), mono at earmark.sample_rate Hz",
         "earmark.outputs": "probabilities (batch, classes); segment_probabilities (batch, n_segments, classes)",
@@ -234,7 +111,7 @@ def build_classifier(run_dir: str | Path) -> tuple[WaveformClassifier, dict[str,
     return model, meta
 
 
-def export_onnx(run_dir: str | Path, out_path: str | Path | None = None, *, opset: int = DEFAULT_OPSET,
+def export_onnx(run_dir: str | Path | RunFolder, out_path: str | Path | None = None, *, opset: int = DEFAULT_OPSET,
                 verify: bool = True) -> Path:
     """Export a finished run to one ONNX file (waveform in, probabilities out); returns its path.
 
@@ -248,14 +125,14 @@ def export_onnx(run_dir: str | Path, out_path: str | Path | None = None, *, opse
     return export_and_verify(run_dir, out_path, opset=opset, verify=verify)[0]
 
 
-def export_and_verify(run_dir: str | Path, out_path: str | Path | None = None, *, opset: int = DEFAULT_OPSET,
-                      verify: bool = True) -> tuple[Path, float | None]:
+def export_and_verify(run_dir: str | Path | RunFolder, out_path: str | Path | None = None, *,
+                      opset: int = DEFAULT_OPSET, verify: bool = True) -> tuple[Path, float | None]:
     """:func:`export_onnx`, also returning the largest difference from PyTorch (``None`` unverified)."""
     import onnx
 
-    run_dir = Path(run_dir)
-    out = Path(out_path) if out_path else run_dir / "model.onnx"
     model, meta = build_classifier(run_dir)
+    run_dir = run_dir.path if isinstance(run_dir, RunFolder) else Path(run_dir)
+    out = Path(out_path) if out_path else run_dir / "model.onnx"
     length = model.cutter.length
     example = _test_signal(2, length + model.cutter.hop + length // 3, int(meta["earmark.sample_rate"]))
     dims = ({0: torch.export.Dim("batch", min=1, max=1 << 20), 1: torch.export.Dim("samples", min=1, max=1 << 31)},)
@@ -337,7 +214,8 @@ class OnnxModel:
         self.sample_rate = int(self.metadata["earmark.sample_rate"])
         self.segment: dict[str, Any] = json.loads(self.metadata["earmark.segment"])
         self.segment_samples = int(self.segment["samples"])
-        self.fingerprint = self.metadata.get("earmark.run_fingerprint", "")
+        #: :meth:`RunFolder.digest` of the run it was exported from
+        self.digest = self.metadata.get("earmark.run_fingerprint", "")
 
     def run(self, waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(probabilities (batch, classes), segment_probabilities (batch, n_segments, classes))``.

@@ -18,12 +18,11 @@ from typing import Any, Literal
 import numpy as np
 
 from ..audio.io import AUDIO_EXTENSIONS, check_stream, stream_audio
-from ..audio.segment import stream_segments
+from ..audio.segment import SegmentSpec, stream_segments
 from ..ensemble import vote, with_tta
 from ..errors import AudioDecodeError, EarmarkError, RunError
 from ..evaluation.aggregate import aggregate_track
 from ..run import open_run
-from ..utils.files import read_json
 from .members import load_members
 
 log = logging.getLogger(__name__)
@@ -53,29 +52,28 @@ class Predictor:
         self.backend = backend
         cfg = self.recipe
         self.sample_rate = cfg.audio.sample_rate
-        self.segment_samples = int(round(cfg.segment.length_s * self.sample_rate))
-        self.hop_samples = int(round(cfg.segment.hop_s * self.sample_rate))
+        self.spec = SegmentSpec.from_config(cfg.segment, self.sample_rate)
+        self.segment_samples, self.hop_samples = self.spec.length, self.spec.hop
         self.batch_size = batch_size or cfg.eval.batch_size
-        members_info = read_json(self.run.file("members.json"))
-        self.voting = members_info.get("voting", cfg.ensemble.voting)
-        self.weights = [float(m.get("weight", 1.0)) for m in members_info["members"]]
+        self.voting = self.run.voting()
+        self.weights = [m.weight for m in self.run.members()]
         if backend == "onnx":
             self._onnx = self._load_onnx(onnx_path)
             self.members: list[Any] = []
         elif backend == "torch":
-            self.members = load_members(self.run.path, cfg, len(self.labels), device, self.batch_size)
+            self.members = load_members(self.run, cfg, len(self.labels), device, self.batch_size)
         else:
             raise EarmarkError(f"unknown backend {backend!r}; use torch or onnx")
 
     def _load_onnx(self, onnx_path: str | Path | None) -> Any:
         """The run's ONNX model: ``onnx_path`` as given, else ``RUN/model.onnx``, (re-)exported when missing
         or stale (or, for a read-only run folder, exported into the cache)."""
-        from .onnx import OnnxModel, export_onnx, run_fingerprint
+        from .onnx import OnnxModel, export_onnx
 
-        fingerprint = run_fingerprint(self.run.path)
+        digest = self.run.digest()
         if onnx_path:
             model = OnnxModel(onnx_path)
-            if model.fingerprint != fingerprint:
+            if model.digest != digest:
                 raise RunError(f"{onnx_path} was not exported from {self.run.path} as it is now; export it again "
                                f"with `earmark export {self.run.path} --out {onnx_path}`")
             return model
@@ -83,20 +81,20 @@ class Predictor:
         if path.is_file():
             try:
                 model = OnnxModel(path)
-                if model.fingerprint == fingerprint:
+                if model.digest == digest:
                     return model
             except RunError:
                 pass  # unreadable: export it again
             log.info("%s is out of date; exporting it again", path)
         try:
-            export_onnx(self.run.path, path)
+            export_onnx(self.run, path)
         except OSError as exc:
             from ..data.store import cache_root
 
-            path = cache_root() / "onnx" / f"{fingerprint[:24]}.onnx"
+            path = cache_root() / "onnx" / f"{digest[:24]}.onnx"
             log.info("cannot write %s (%s); exporting to %s", self.run.file("model.onnx"), exc, path)
             if not path.is_file():
-                export_onnx(self.run.path, path)
+                export_onnx(self.run, path)
         return OnnxModel(path)
 
     # ----------------------------------------------------------------------------------- segments
@@ -114,10 +112,9 @@ class Predictor:
 
     def _segments(self, blocks: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Batches of ``(starts, segments)`` from a stream of blocks."""
-        s = self.recipe.segment
+        sp = self.spec
         starts, segs = [], []
-        stream = stream_segments(blocks, self.segment_samples, self.hop_samples, s.short, s.tail,
-                                 int(round(s.min_tail_s * self.sample_rate)))
+        stream = stream_segments(blocks, sp.length, sp.hop, sp.short, sp.tail, sp.min_tail)
         for start, seg in stream:
             starts.append(start)
             segs.append(seg)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import RunError
 from ..run import RunFolder, open_run
-from ..utils.files import atomic_write_json, atomic_write_text, read_json
+from ..utils.files import atomic_write_json, atomic_write_text
 
 
 def _segments_per_second(run: Path, n: int = 256, repeats: int = 3) -> float:
@@ -47,12 +47,12 @@ def distill(run_dir: str | Path, out: str | Path, model: str | None = None, over
     settings["distill"]["teacher"] = str(teacher.path.resolve())
     student_recipe = recipe_from_dict(apply_overrides(settings, overrides), "distillation recipe")
     student = train(data, out, student_recipe, show_progress=show_progress)
-    t_metrics = read_json(teacher.file("metrics.json"))
-    s_metrics = read_json(student.file("metrics.json"))
+    t_metrics = teacher.metrics()
+    s_metrics = student.metrics()
     # a cross-validated run predicts with every fold's model: the teacher has folds x members networks, the
     # student one per fold; the speeds below are of what `earmark predict` runs for each
-    n_teacher = len(read_json(teacher.file("members.json"))["members"])
-    n_student = len(read_json(student.file("members.json"))["members"])
+    n_teacher = len(teacher.members())
+    n_student = len(student.members())
     report = {
         "teacher": {"run": str(teacher.path), "model": t_recipe.model.name, "members": n_teacher,
                     "tta": t_recipe.ensemble.tta, "track_accuracy": t_metrics["track_accuracy"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def run_fold(recipe: Recipe, run: RunFolder, ds: Dataset, fold: Fold) -> dict[st
     metrics["fold"] = fold.name
     metrics["members"] = len(entries)
     metrics["n_train_files"], metrics["n_val_files"] = int(fold.train.size), int(fold.val.size)
-    metrics["train_seconds"] = float(sum(read_json(run.path / e["dir"] / "member.json").get("train_seconds", 0.0)
+    metrics["train_seconds"] = float(sum(read_json(run.path / e.dir / "member.json").get("train_seconds", 0.0)
                                          for e in entries))
     atomic_write_json(done, metrics)
     return metrics
@@ -93,15 +94,14 @@ def train(data: str | Path, out: str | Path, recipe: str | Recipe = "default", o
     for fold in folds:
         entries += train_members(rec, run, ds, fold)  # all finished: only reads member.json
     weights = member_weights(rec, entries)
-    for e, w in zip(entries, weights):
-        e["weight"] = w
-    atomic_write_json(run.file("members.json"), {"voting": rec.ensemble.voting, "members": entries})
+    entries = [replace(e, weight=w) for e, w in zip(entries, weights)]
+    run.write_members(rec.ensemble.voting, entries)
     if len(entries) > len(folds):
         from ..evaluation.ensemble_report import weights_from_members, write_ensemble_report
 
         truth = {int(i): int(li) for i, li in enumerate(ds.label_index)}
         write_ensemble_report(run.path, [f.name for f in folds], truth, rec.eval.aggregate,
-                              weights_from_members(run.path) if rec.ensemble.weighted else None)
+                              weights_from_members(run) if rec.ensemble.weighted else None)
     seconds = time.perf_counter() - started
     summarize(rec, run, ds, folds, results, seconds)
     run.write_info(status="complete", finished=time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -5,14 +5,15 @@ runs batched on the model's device, and is part of the exported ONNX graph.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from ..config import FeatureConfig, Recipe
-from ..features.fbank import MFCC, LogMelFilterBank
+from ..errors import ConfigError
+from ..features.frontend import build_frontend
 from .registry import create_model, get_spec
+
+__all__ = ["EarmarkNet", "Standardize", "ToImage", "build_frontend", "build_net", "n_bands"]
 
 
 class Standardize(nn.Module):
@@ -52,18 +53,6 @@ class ToImage(nn.Module):
         return x.expand(-1, self.channels, -1, -1) if self.channels > 1 else x
 
 
-def build_frontend(cfg: FeatureConfig, sample_rate: int) -> nn.Module:
-    """The feature extractor of a recipe: waveforms ``(B, S)`` -> ``(B, 1, frames, bands)`` or ``(B, S)``."""
-    if cfg.kind == "waveform":
-        return nn.Identity()
-    kw: dict[str, Any] = dict(sample_rate=sample_rate, n_mels=cfg.n_mels, n_fft=cfg.n_fft, win_ms=cfg.win_ms,
-                              hop_ms=cfg.hop_ms, f_min=cfg.f_min, f_max=cfg.f_max,
-                              preemphasis=cfg.preemphasis, window=cfg.window, log_floor=cfg.log_floor)
-    if cfg.kind == "mfcc":
-        return MFCC(n_mfcc=cfg.n_mfcc, **kw)
-    return LogMelFilterBank(**kw)
-
-
 def n_bands(cfg: FeatureConfig) -> int:
     return cfg.n_mfcc if cfg.kind == "mfcc" else cfg.n_mels
 
@@ -92,14 +81,15 @@ def build_net(recipe: Recipe, num_classes: int) -> EarmarkNet:
     """A fresh network for a recipe (statistics and weights still to be set)."""
     spec = get_spec(recipe.model.name)
     if not spec.is_deep:
-        raise ValueError(f"{recipe.model.name} is a classical model, not a network")
+        raise ConfigError(f"{recipe.model.name} is a classical model, not a network")
     feats = recipe.features
     if spec.input == "waveform":
         frontend, norm, image = nn.Identity(), nn.Identity(), nn.Identity()
         in_chans = 1
     else:
         if feats.kind == "waveform":
-            raise ValueError(f"model {spec.name} takes spectrograms; set features.kind to logmel or mfcc")
+            raise ConfigError(f"model.name={spec.name} takes spectrograms, but features.kind=waveform; set "
+                              "features.kind to logmel or mfcc, or choose a raw-waveform model (e.g. raw1d)")
         frontend = build_frontend(feats, recipe.audio.sample_rate)
         norm = Standardize(n_bands(feats), feats.normalize)
         image = ToImage(feats.image_size, feats.image_channels) if feats.image_size else nn.Identity()

@@ -7,6 +7,9 @@
 Deep models take ``(batch, channels, frames, mels)`` spectrograms (``input="spectrogram"``) or
 ``(batch, samples)`` waveforms (``input="waveform"``) and return logits ``(batch, classes)``.
 Classical models (``family="classical"``) are scikit-learn pipelines on summary features.
+
+This module is a leaf: it imports no model family. The families register themselves when imported, and
+:mod:`earmark.models` (the package, always imported before this module) imports every one of them.
 """
 from __future__ import annotations
 
@@ -52,12 +55,7 @@ def register_model(name: str | None = None, *, family: str, input: ModelInput = 
     return wrap
 
 
-def _ensure_loaded() -> None:
-    from . import backbones, classical, cnn, crnn, raw1d  # noqa: F401  (modules register on import)
-
-
 def get_spec(name: str) -> ModelSpec:
-    _ensure_loaded()
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     return _REGISTRY[name]
@@ -65,7 +63,6 @@ def get_spec(name: str) -> ModelSpec:
 
 def list_models(pattern: str = "*", family: str | None = None) -> list[str]:
     """Registered model names matching a shell-style pattern, optionally of one family."""
-    _ensure_loaded()
     return sorted(n for n, s in _REGISTRY.items()
                   if fnmatch.fnmatch(n, pattern) and (family is None or s.family == family))
 

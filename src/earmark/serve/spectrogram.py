@@ -14,6 +14,7 @@ import torch
 
 from ..config import Recipe
 from ..features.fbank import LogMelFilterBank
+from ..features.frontend import build_filterbank
 
 
 class DisplaySpectrogram:
@@ -27,9 +28,7 @@ class DisplaySpectrogram:
             self.fbank = LogMelFilterBank(sample_rate=sr, f_max=self.f_max)
         else:
             self.f_min, self.f_max = f.f_min, (f.f_max if f.f_max is not None else sr / 2)
-            self.fbank = LogMelFilterBank(sample_rate=sr, n_mels=f.n_mels, n_fft=f.n_fft, win_ms=f.win_ms,
-                                          hop_ms=f.hop_ms, f_min=f.f_min, f_max=f.f_max, preemphasis=f.preemphasis,
-                                          window=f.window, log_floor=f.log_floor)
+            self.fbank = build_filterbank(f, sr, kind="logmel")
         self.fbank.eval()
         self.max_columns, self.range_db = max_columns, range_db
 

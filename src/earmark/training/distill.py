@@ -6,9 +6,7 @@ For every fold of the teacher run the student trains on the same training files,
 """
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,17 +14,11 @@ import numpy as np
 from ..config import Recipe
 from ..errors import ConfigError, RunError
 from ..run import open_run
-from ..utils.files import read_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..data.dataset import Dataset
     from ..data.loader import SegmentTable
     from ..data.split import Fold
-
-
-def _test_paths(run_path: Path, fold: str) -> set[str]:
-    with open(run_path / "splits.csv", newline="") as f:
-        return {row["path"] for row in csv.DictReader(f) if row.get(fold) == "test"}
 
 
 def teacher_for_fold(recipe: Recipe, ds: "Dataset", fold: "Fold") -> Callable[["SegmentTable"], np.ndarray]:
@@ -43,17 +35,17 @@ def teacher_for_fold(recipe: Recipe, ds: "Dataset", fold: "Fold") -> Callable[["
                               "a student must see the same segments")
     if teacher.labels() != ds.labels:
         raise RunError(f"teacher classes {teacher.labels()} differ from the data's {ds.labels}")
-    entries = [e for e in read_json(teacher.file("members.json"))["members"] if e["fold"] == fold.name]
+    entries = [e for e in teacher.members() if e.fold == fold.name]
     if not entries:
         raise RunError(f"teacher {teacher.path} has no fold {fold.name!r}: use the same split settings")
     ours = {str(ds.manifest.items[int(i)].path) for i in fold.test}
-    if _test_paths(teacher.path, fold.name) != ours:
+    if teacher.test_paths(fold.name) != ours:
         raise RunError(f"fold {fold.name}: the teacher was tested on other files; distill on the teacher's data "
                        "with its split settings")
     members = [load_member(teacher.path, e, t_recipe, len(ds.labels), batch_size=recipe.eval.batch_size)
                for e in entries]
-    weights = [float(e.get("weight", 1.0)) for e in entries]
-    voting = read_json(teacher.file("members.json")).get("voting", "soft")
+    weights = [e.weight for e in entries]
+    voting = teacher.voting()
 
     def soft_targets(table: "SegmentTable") -> np.ndarray:
         return vote(member_segment_probs(members, ds, table, t_recipe), voting, weights).astype(np.float32)

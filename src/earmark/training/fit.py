@@ -21,7 +21,7 @@ import torch
 from ..config import Recipe
 from ..data.loader import SegmentDataset, SegmentTable, make_loader
 from ..data.store import PreparedStore
-from ..errors import RunError
+from ..errors import DatasetError, RunError
 from ..models.net import EarmarkNet, build_net
 from ..models.registry import get_spec
 from ..utils.files import atomic_write_json
@@ -141,7 +141,7 @@ def fit_network(
     train_table = SegmentTable.build(store, train_files, recipe.segment, sr)
     val_table = SegmentTable.build(store, val_files, recipe.segment, sr)
     if len(train_table) == 0:
-        raise ValueError("no training segments: every training file was skipped or dropped")
+        raise DatasetError(f"{folder}: no training segments (every training file was skipped or dropped)")
     soft = teacher(train_table) if teacher is not None else None
     train_set = SegmentDataset(store, train_table, labels_per_file, soft)
     val_set = SegmentDataset(store, val_table, labels_per_file) if len(val_table) else None

@@ -11,6 +11,7 @@ import numpy as np
 from ..config import Recipe
 from ..errors import ConfigError
 from ..models.registry import get_spec
+from ..run import MemberEntry
 from ..utils.files import atomic_write_json, atomic_write_npy, read_json
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,9 +40,9 @@ class MemberPlan:
         from ..data.loader import SegmentTable
         from ..inference.members import load_member, member_segment_probs
 
-        member = load_member(folder.parents[3], {"dir": str(folder.relative_to(folder.parents[3])),
-                                                 "kind": info.get("kind", "net")},
-                             self.recipe, len(ds.labels), batch_size=self.recipe.eval.batch_size)
+        run_path = folder.parents[3]
+        entry = MemberEntry(str(folder.relative_to(run_path)), info.get("kind", "net"))
+        member = load_member(run_path, entry, self.recipe, len(ds.labels), batch_size=self.recipe.eval.batch_size)
         table = SegmentTable.build(ds.store, self.val, self.recipe.segment, self.recipe.audio.sample_rate)
         probs = member_segment_probs([member], ds, table, self.recipe)[0]
         atomic_write_npy(folder / "oof_probs.npy", probs)
@@ -92,7 +93,7 @@ def fit_member(recipe: Recipe, ds: "Dataset", fold: "Fold", train: np.ndarray, v
                                                  num_classes)}
 
 
-def train_members(recipe: Recipe, run: "RunFolder", ds: "Dataset", fold: "Fold") -> list[dict[str, Any]]:
+def train_members(recipe: Recipe, run: "RunFolder", ds: "Dataset", fold: "Fold") -> list[MemberEntry]:
     """Train (or reuse) every member of one fold; returns their ``members.json`` entries."""
     entries = []
     for plan in plan_members(recipe, ds, fold):
@@ -105,22 +106,21 @@ def train_members(recipe: Recipe, run: "RunFolder", ds: "Dataset", fold: "Fold")
             info.update(model=plan.recipe.model.name, index=plan.index, fold=fold.name)
             atomic_write_json(done, info)  # written last: its presence means the member is finished
         info = read_json(done)
-        entries.append({"dir": str(folder.relative_to(run.path)), "kind": info.get("kind", "net"),
-                        "model": info.get("model"), "fold": fold.name, "seed": info.get("seed"),
-                        "val_score": info.get("best_score"), "weight": 1.0})
+        entries.append(MemberEntry(str(folder.relative_to(run.path)), info.get("kind", "net"), info.get("model"),
+                                   fold.name, info.get("seed"), info.get("best_score"), 1.0))
     return entries
 
 
-def member_weights(recipe: Recipe, entries: list[dict[str, Any]]) -> list[float]:
+def member_weights(recipe: Recipe, entries: list[MemberEntry]) -> list[float]:
     """Equal weights, or (``ensemble.weighted``) each member's validation accuracy/score."""
     if not recipe.ensemble.weighted:
         return [1.0] * len(entries)
-    if all(e.get("val_score") is None for e in entries):
+    if all(e.val_score is None for e in entries):
         log.warning("ensemble.weighted=true but the members have no validation score (split.val_size=0): "
                     "they vote with equal weights")
     scores = []
     for e in entries:
-        s = e.get("val_score")
+        s = e.val_score
         if s is None:
             scores.append(1.0)
         elif recipe.train.monitor == "val_loss":
