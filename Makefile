@@ -1,6 +1,6 @@
 # earmark: two commands on a fresh machine.
 #   make demo   set up .venv if missing, install, then train/evaluate/predict on a synthesized dataset
-#   make test   same set-up, then the test suite
+#   make test   same set-up, then lint (ruff), types (mypy) and the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -22,6 +22,8 @@ demo: install
 	$(BIN)/earmark demo --out earmark-demo
 
 test: install
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy src
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

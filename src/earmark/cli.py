@@ -18,7 +18,7 @@ class _Commands(TyperGroup):
     """The one error handler: an :class:`EarmarkError` (a mistake a user can fix) becomes one red line on
     stderr and exit status 2, never a traceback."""
 
-    def invoke(self, ctx: typer.Context) -> object:
+    def invoke(self, ctx):  # typer's Context type is private: left unannotated
         try:
             return super().invoke(ctx)
         except EarmarkError as exc:

@@ -170,7 +170,7 @@ class TrainConfig(_Section):
     channels_last: bool = Field(True, description="channels-last memory layout for 2-D convolutions.")
     num_workers: int = Field(0, ge=0)
     loggers: list[Literal["csv", "tensorboard", "mlflow", "swanlab"]] = Field(
-        default_factory=lambda: ["csv", "tensorboard"]
+        default_factory=lambda: ["csv", "tensorboard"]  # type: ignore[arg-type]
     )
     max_minutes: float | None = Field(None, gt=0, description="Stop training after this wall time.")
     progress: bool = True

@@ -25,7 +25,7 @@ def _tone(rng: np.random.Generator, t: np.ndarray, sr: int) -> np.ndarray:
     f0 = rng.uniform(150, 700)
     vib = 1 + 0.01 * np.sin(2 * np.pi * rng.uniform(4, 7) * t)
     phase = 2 * np.pi * np.cumsum(f0 * vib) / sr
-    return sum((0.6 ** k) * np.sin(k * phase) for k in range(1, 5))
+    return np.sum([(0.6 ** k) * np.sin(k * phase) for k in range(1, 5)], axis=0)
 
 
 def _chirp(rng: np.random.Generator, t: np.ndarray, sr: int) -> np.ndarray:

@@ -5,6 +5,7 @@ A run's prediction is always an ensemble, of one member or many (seeds, folds), 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 import numpy as np
@@ -66,18 +67,20 @@ def tta_shifts(n: int, max_fraction: float) -> list[float]:
     """``n`` circular-shift fractions spread over ``[-max_fraction, max_fraction]`` (0 first)."""
     if n <= 1:
         return [0.0]
-    others = np.linspace(-max_fraction, max_fraction, n - 1 + (n - 1) % 2)
-    others = [float(s) for s in others if abs(s) > 1e-12][: n - 1]
+    grid = np.linspace(-max_fraction, max_fraction, n - 1 + (n - 1) % 2)
+    others = [float(s) for s in grid if abs(s) > 1e-12][: n - 1]
     return [0.0, *others]
 
 
-def with_tta(predict: "callable", waves: np.ndarray, n: int, max_fraction: float) -> np.ndarray:
+def with_tta(predict: Callable[[np.ndarray], np.ndarray], waves: np.ndarray, n: int, max_fraction: float
+             ) -> np.ndarray:
     """Average ``predict`` over ``n`` time-shifted copies of each segment."""
     shifts = tta_shifts(n, max_fraction)
     length = waves.shape[1]
-    total = None
+    total: np.ndarray | None = None
     for s in shifts:
         shifted = waves if s == 0 else np.roll(waves, int(round(s * length)), axis=1)
         p = predict(shifted)
         total = p if total is None else total + p
+    assert total is not None  # tta_shifts gives at least one shift
     return total / len(shifts)

@@ -23,7 +23,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import yaml
 
@@ -32,6 +32,9 @@ from .errors import ConfigError, RunError
 from .utils.files import atomic_write_json, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
+
+
+Voting = Literal["soft", "hard"]
 
 
 def versions() -> dict[str, str]:
@@ -107,7 +110,7 @@ class RunInfo:
 @dataclass
 class RunFolder:
     path: Path
-    _members: tuple[str, list[MemberEntry]] | None = field(default=None, init=False, repr=False, compare=False)
+    _members: tuple[Voting, list[MemberEntry]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -181,7 +184,7 @@ class RunFolder:
     def recipe(self) -> Recipe:
         return load_run_recipe(self.path)
 
-    def _read_members(self) -> tuple[str, list[MemberEntry]]:
+    def _read_members(self) -> tuple[Voting, list[MemberEntry]]:
         if self._members is None:
             p = self.file("members.json")
             if not p.is_file():
@@ -192,18 +195,20 @@ class RunFolder:
             if not isinstance(data, dict) or not isinstance(data.get("members"), list):
                 raise RunError(f"{p}: not a list of members; restore it or train the run again")
             voting = str(data.get("voting") or self.recipe().ensemble.voting)
-            self._members = (voting, [MemberEntry.from_dict(e) for e in data["members"]])
+            if voting not in ("soft", "hard"):
+                raise RunError(f"{p}: unknown voting {voting!r}; it must be soft or hard")
+            self._members = (cast(Voting, voting), [MemberEntry.from_dict(e) for e in data["members"]])
         return self._members
 
     def members(self) -> list[MemberEntry]:
         """The voting members (``members.json``, read once per :class:`RunFolder`)."""
         return list(self._read_members()[1])
 
-    def voting(self) -> str:
+    def voting(self) -> Voting:
         """How the members vote: ``soft`` or ``hard`` (the recipe's ``ensemble.voting`` if the folder does not say)."""
         return self._read_members()[0]
 
-    def write_members(self, voting: str, members: list[MemberEntry]) -> None:
+    def write_members(self, voting: Voting, members: list[MemberEntry]) -> None:
         atomic_write_json(self.file("members.json"), {"voting": voting, "members": [m.to_dict() for m in members]})
         self._members = (voting, list(members))
 

@@ -101,7 +101,7 @@ def cut(
         ``(segments, starts)``: float array ``(n_segments, length)`` and their start offsets.
     """
     starts = segment_starts(audio.shape[0], length, hop, short, tail, min_tail)
-    fill = "repeat" if short == "repeat" else "pad"
+    fill: Literal["pad", "repeat"] = "repeat" if short == "repeat" else "pad"
     segs = np.stack([read_segment(audio, int(s), length, fill) for s in starts]) if starts.size else (
         np.zeros((0, length), dtype=np.float32))
     return segs.astype(np.float32, copy=False), starts
@@ -136,7 +136,7 @@ def stream_segments(
         buf = buf[keep_from - buf_start:]
         buf_start = keep_from
     # Looping only ever fills a file shorter than one segment; a padded tail is zero-filled.
-    fill = "repeat" if short == "repeat" and total < length else "pad"
+    fill: Literal["pad", "repeat"] = "repeat" if short == "repeat" and total < length else "pad"
     for s in segment_starts(total, length, hop, short, tail, min_tail):
         s = int(s)
         if last is None or s > last:

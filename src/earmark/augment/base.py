@@ -30,7 +30,7 @@ class Augmentation(nn.Module):
         """Boolean mask of the examples this call augments."""
         return torch.rand(batch, device=device, generator=generator) < self.p
 
-    def apply(self, x: Tensor, mask: Tensor) -> Tensor:  # pragma: no cover - abstract
+    def apply(self, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]  # pragma: no cover - abstract
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:

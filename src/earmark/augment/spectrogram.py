@@ -43,7 +43,7 @@ class SpecAugment(Augmentation):
         return {"p": self.p, "freq_masks": self.freq_masks, "freq_width": self.freq_width,
                 "time_masks": self.time_masks, "time_width": self.time_width}
 
-    def apply(self, x: Tensor, mask: Tensor) -> Tensor:
+    def apply(self, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
         if x.dim() != 4:
             raise ValueError(f"SpecAugment expects (batch, channels, frames, mels), got {tuple(x.shape)}")
         x = _mask_along(x, mask, 3, self.freq_masks, self.freq_width)
@@ -67,7 +67,7 @@ class SpecWarp(Augmentation):
     def params(self) -> dict[str, Any]:
         return {"p": self.p, "max_time": self.max_time, "max_freq": self.max_freq}
 
-    def apply(self, x: Tensor, mask: Tensor) -> Tensor:
+    def apply(self, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
         b = x.shape[0]
         st = 1 + (torch.rand(b, device=x.device) * 2 - 1) * self.max_time
         sf = 1 + (torch.rand(b, device=x.device) * 2 - 1) * self.max_freq

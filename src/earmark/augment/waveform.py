@@ -21,7 +21,7 @@ class Gain(Augmentation):
     def params(self) -> dict[str, Any]:
         return {"p": self.p, "min_db": self.min_db, "max_db": self.max_db}
 
-    def apply(self, x: Tensor, mask: Tensor) -> Tensor:
+    def apply(self, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
         db = torch.empty(x.shape[0], device=x.device).uniform_(self.min_db, self.max_db)
         gain = torch.where(mask, 10.0 ** (db / 20.0), torch.ones_like(db))
         return x * gain[:, None]
@@ -39,7 +39,7 @@ class GaussianNoise(Augmentation):
     def params(self) -> dict[str, Any]:
         return {"p": self.p, "min_snr_db": self.min_snr_db, "max_snr_db": self.max_snr_db}
 
-    def apply(self, x: Tensor, mask: Tensor) -> Tensor:
+    def apply(self, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
         snr = torch.empty(x.shape[0], device=x.device).uniform_(self.min_snr_db, self.max_snr_db)
         rms = x.square().mean(dim=1).sqrt().clamp_min(1e-8)
         noise_rms = rms / 10.0 ** (snr / 20.0)
@@ -59,7 +59,7 @@ class TimeShift(Augmentation):
     def params(self) -> dict[str, Any]:
         return {"p": self.p, "max_fraction": self.max_fraction}
 
-    def apply(self, x: Tensor, mask: Tensor) -> Tensor:
+    def apply(self, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
         n = x.shape[1]
         limit = int(self.max_fraction * n)
         if limit == 0:

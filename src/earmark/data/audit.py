@@ -88,7 +88,7 @@ def _save_fingerprints(path: Path, fps: list[Fingerprint | None]) -> None:
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
 
     atomic_write(path, write)
 

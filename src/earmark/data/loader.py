@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ class SegmentTable:
     files: np.ndarray
     starts: np.ndarray
     length: int
-    fill: str = "pad"
+    fill: Literal["pad", "repeat"] = "pad"
 
     def __len__(self) -> int:
         return int(self.files.size)
@@ -72,7 +73,7 @@ class SegmentDataset(Dataset):
 
     def __getitem__(self, rows: list[int]) -> tuple[torch.Tensor, ...]:
         """``(waves (B, samples), labels (B,))``, plus soft targets ``(B, classes)`` when distilling."""
-        rows = np.asarray(rows)
+        rows = np.asarray(rows)  # type: ignore[assignment]
         waves = torch.from_numpy(self.table.read(self.store, rows))
         labels = torch.from_numpy(self.labels[self.table.files[rows]])
         if self.soft_targets is None:

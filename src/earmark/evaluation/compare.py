@@ -15,6 +15,7 @@ import csv
 import io
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def run_row(name: str, run_dir: Path, speed_batches: int = 3) -> dict[str, Any]:
         spec = get_spec(model)
         family, kind = spec.family, spec.input
     except Exception:  # noqa: BLE001 - a model this installation does not know
-        family, kind = "?", "?"
+        family, kind = "?", "?"  # type: ignore[assignment]
     row: dict[str, Any] = {
         "run": name, "model": model, "family": family, "input": kind, "parameters": first.get("parameters"),
         "members": len(entries), "folds": m.get("n_folds"), "train_seconds": m.get("train_seconds"),
@@ -149,7 +150,7 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def compare_runs(run_dirs: list[str | Path], out_dir: str | Path | None = None, speed_batches: int = 3
+def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None, speed_batches: int = 3
                  ) -> list[dict[str, Any]]:
     """Leaderboard rows (best track accuracy first); with ``out_dir``, also writes
     ``comparison.md``, ``comparison.csv`` and ``comparison.png`` (track accuracy, bars with std) there.

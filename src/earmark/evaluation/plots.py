@@ -78,7 +78,7 @@ def read_training_logs(folder: Path) -> dict[str, list[tuple[int, float]]]:
 def plot_training_curves(runs: dict[str, dict[str, list[tuple[int, float]]]], path: Path) -> None:
     """Loss and accuracy per epoch; one line per member/fold (name -> series)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    colors = plt.cm.tab10.colors
+    colors = plt.cm.tab10.colors  # type: ignore[attr-defined]
     for k, (name, series) in enumerate(runs.items()):
         c = colors[k % len(colors)]
         lbl = name if len(runs) > 1 else None

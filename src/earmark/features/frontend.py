@@ -16,12 +16,17 @@ def fbank_kwargs(cfg: FeatureConfig, sample_rate: int) -> dict[str, Any]:
                 window=cfg.window, log_floor=cfg.log_floor)
 
 
+def build_logmel(cfg: FeatureConfig, sample_rate: int) -> LogMelFilterBank:
+    """The log-mel filter bank of ``cfg`` (for MFCC settings: the bank under the DCT)."""
+    return LogMelFilterBank(**fbank_kwargs(cfg, sample_rate))
+
+
 def build_filterbank(cfg: FeatureConfig, sample_rate: int, kind: Literal["logmel", "mfcc"] | None = None
                      ) -> LogMelFilterBank | MFCC:
     """The log-mel (or MFCC) filter bank of ``cfg``; ``kind`` overrides ``cfg.kind``."""
     if (kind or cfg.kind) == "mfcc":
         return MFCC(n_mfcc=cfg.n_mfcc, **fbank_kwargs(cfg, sample_rate))
-    return LogMelFilterBank(**fbank_kwargs(cfg, sample_rate))
+    return build_logmel(cfg, sample_rate)
 
 
 def build_frontend(cfg: FeatureConfig, sample_rate: int) -> nn.Module:

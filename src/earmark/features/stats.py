@@ -35,7 +35,7 @@ def deltas(x: Tensor, width: int = 2) -> Tensor:
     padded = torch.cat([x[:, :1].expand(-1, width, -1), x, x[:, -1:].expand(-1, width, -1)], dim=1)
     num = sum(n * (padded[:, width + n: width + n + frames] - padded[:, width - n: width - n + frames])
               for n in range(1, width + 1))
-    return num / (2 * sum(n * n for n in range(1, width + 1)))
+    return num / (2 * sum(n * n for n in range(1, width + 1)))  # type: ignore[return-value]
 
 
 class SummaryFeatures(nn.Module):
@@ -48,6 +48,9 @@ class SummaryFeatures(nn.Module):
         rolloff: fraction of the spectral energy below the roll-off frequency.
         contrast_quantile: share of a band's bins that make its peak and its valley.
     """
+
+    freqs_khz: Tensor
+    mfcc: MFCC
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 40, n_mfcc: int = 20, n_fft: int = 1024,
                  win_ms: float = 25.0, hop_ms: float = 10.0, f_min: float = 0.0, f_max: float | None = 8000.0,

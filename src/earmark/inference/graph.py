@@ -26,6 +26,8 @@ class WaveformClassifier(nn.Module):
     ``probabilities``: ``(batch, classes)``; ``segment_probabilities``: ``(batch, n_segments, classes)``.
     """
 
+    weights: Tensor
+
     def __init__(self, nets: list[nn.Module], weights: list[float], voting: str, aggregate: str,
                  cutter: SegmentCutter, tta: int = 1, tta_shift: float = 0.0) -> None:
         super().__init__()
@@ -43,11 +45,12 @@ class WaveformClassifier(nn.Module):
 
     def member_probs(self, net: nn.Module, segments: Tensor) -> Tensor:
         """Softmax of one member, averaged over the test-time shifts: ``(n, L)`` -> ``(n, classes)``."""
-        total = None
+        total: Tensor | None = None
         for shift in self.shifts:
             x = segments if shift == 0 else torch.roll(segments, shift, dims=1)
             p = torch.softmax(net(x).float(), dim=1)
             total = p if total is None else total + p
+        assert total is not None  # at least one shift
         return total / len(self.shifts)
 
     def combine(self, segments: Tensor) -> Tensor:

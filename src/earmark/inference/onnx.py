@@ -142,6 +142,8 @@ def export_and_verify(run_dir: str | Path | RunFolder, out_path: str | Path | No
         program = torch.onnx.export(model, (torch.from_numpy(example),), dynamic_shapes=dims, dynamo=True,
                                     input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES), opset_version=opset,
                                     verbose=False, optimize=True)
+    if program is None:  # the dynamo exporter always returns a program; None only from the legacy one
+        raise RunError(f"the ONNX export of {run_dir} produced no program")
     proto = program.model_proto
     for key, value in meta.items():
         entry = proto.metadata_props.add()

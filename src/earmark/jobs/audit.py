@@ -47,7 +47,7 @@ def audit(data: str | Path, recipe: Any = "default", overrides: list[str] | None
         if sr:
             rates[str(sr)] += 1
             channels[str(ch)] += 1
-    unreadable = [{"path": p, "reason": r} for p, r in manifest.missing]
+    unreadable: list[dict[str, str | None]] = [{"path": p, "reason": r} for p, r in manifest.missing]
     unreadable += [{"path": manifest.relpath(it), "reason": f.error}
                    for it, f in zip(manifest.items, store.files) if not f.ok]
     report: dict[str, Any] = {

@@ -53,7 +53,7 @@ def distill(run_dir: str | Path, out: str | Path, model: str | None = None, over
     # student one per fold; the speeds below are of what `earmark predict` runs for each
     n_teacher = len(teacher.members())
     n_student = len(student.members())
-    report = {
+    report: dict[str, Any] = {
         "teacher": {"run": str(teacher.path), "model": t_recipe.model.name, "members": n_teacher,
                     "tta": t_recipe.ensemble.tta, "track_accuracy": t_metrics["track_accuracy"],
                     "track_macro_f1": t_metrics["track_macro_f1"],

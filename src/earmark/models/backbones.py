@@ -25,7 +25,7 @@ def timm_backbone(arch: str, num_classes: int, in_chans: int = 1, dropout: float
     import timm
 
     return timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_chans,
-                             drop_rate=dropout, **kwargs)
+                             drop_rate=dropout, **kwargs)  # type: ignore[arg-type]
 
 
 def _register(name: str, description: str) -> None:

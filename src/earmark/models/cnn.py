@@ -30,7 +30,7 @@ class SmallCNN(nn.Module):
         for i, cout in enumerate(channels):
             layers = [conv_bn(cin, cout)] + ([conv_bn(cout, cout)] if double else [])
             if i < len(channels) - 1:
-                layers.append(nn.MaxPool2d(2))
+                layers.append(nn.MaxPool2d(2))  # type: ignore[arg-type]
             blocks.append(nn.Sequential(*layers))
             cin = cout
         self.features = nn.Sequential(*blocks)

@@ -19,6 +19,9 @@ __all__ = ["EarmarkNet", "Standardize", "ToImage", "build_frontend", "build_net"
 class Standardize(nn.Module):
     """``(x - mean) / std`` with statistics of the training data, per band (last axis) or global."""
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, n_bands: int, mode: str = "band") -> None:
         super().__init__()
         self.mode = mode
@@ -83,6 +86,9 @@ def build_net(recipe: Recipe, num_classes: int) -> EarmarkNet:
     if not spec.is_deep:
         raise ConfigError(f"{recipe.model.name} is a classical model, not a network")
     feats = recipe.features
+    frontend: nn.Module
+    norm: nn.Module
+    image: nn.Module
     if spec.input == "waveform":
         frontend, norm, image = nn.Identity(), nn.Identity(), nn.Identity()
         in_chans = 1

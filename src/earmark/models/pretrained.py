@@ -122,7 +122,7 @@ def classifier_head(model: nn.Module) -> nn.Module:
     """The classifier head: timm models' ``get_classifier()``, else a ``head`` (earmark's own networks)."""
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
     if hasattr(model, "get_classifier"):
-        head = model.get_classifier()
+        head = model.get_classifier()  # type: ignore[operator]
         if isinstance(head, nn.Module):
             return head
     head = getattr(model, "head", None)

@@ -14,7 +14,7 @@ import torch
 
 from ..config import Recipe
 from ..features.fbank import LogMelFilterBank
-from ..features.frontend import build_filterbank
+from ..features.frontend import build_logmel
 
 
 class DisplaySpectrogram:
@@ -28,7 +28,7 @@ class DisplaySpectrogram:
             self.fbank = LogMelFilterBank(sample_rate=sr, f_max=self.f_max)
         else:
             self.f_min, self.f_max = f.f_min, (f.f_max if f.f_max is not None else sr / 2)
-            self.fbank = build_filterbank(f, sr, kind="logmel")
+            self.fbank = build_logmel(f, sr)
         self.fbank.eval()
         self.max_columns, self.range_db = max_columns, range_db
 

@@ -80,7 +80,7 @@ def fit_normalizer(net: EarmarkNet, store: PreparedStore, table: SegmentTable, s
     rows = np.sort(rng.choice(len(table), size=min(len(table), _STATS_SEGMENTS), replace=False))
     feats = [net.frontend(torch.from_numpy(table.read(store, rows[b: b + batch])))
              for b in range(0, rows.size, batch)]
-    norm.fit(torch.cat(feats))
+    norm.fit(torch.cat(feats))  # type: ignore[operator]
 
 
 def _loggers(recipe: Recipe, folder: Path) -> list[Any]:
@@ -165,7 +165,7 @@ def fit_network(
                   if val_set is not None else None)
     channels_last = t.channels_last and get_spec(recipe.model.name).input == "spectrogram"
     if channels_last:
-        net.backbone = net.backbone.to(memory_format=torch.channels_last)
+        net.backbone = net.backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     module = ClassifierModule(net, recipe, num_classes, len(train_loader), class_weights)
     if t.compile:
         module.net.backbone = torch.compile(module.net.backbone)  # type: ignore[assignment]
@@ -180,7 +180,7 @@ def fit_network(
                                  mode=mode, save_top_k=1, save_last=bool(monitor), enable_version_counter=False)
     callbacks: list[Any] = [checkpoint]
     if t.early_stopping and val_loader is not None:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping))
+        callbacks.append(EarlyStopping(monitor=str(monitor), mode=mode, patience=t.early_stopping))
     if recipe.model.freeze_backbone:
         from .finetune import BackboneFreezer
 
@@ -188,10 +188,12 @@ def fit_network(
     show = t.progress and os.environ.get("EARMARK_PROGRESS", "1") != "0"
     trainer = pl.Trainer(
         max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, strategy=_strategy(recipe),
-        num_nodes=t.num_nodes, precision=t.precision, gradient_clip_val=t.grad_clip, callbacks=callbacks,
+        num_nodes=t.num_nodes, precision=t.precision,  # type: ignore[arg-type]
+        gradient_clip_val=t.grad_clip, callbacks=callbacks,
         logger=_loggers(recipe, folder) or False, enable_progress_bar=show, enable_model_summary=False,
         default_root_dir=str(folder), num_sanity_val_steps=0, log_every_n_steps=max(1, min(50, len(train_loader))),
-        max_time={"minutes": t.max_minutes} if t.max_minutes else None, use_distributed_sampler=True,
+        max_time={"minutes": t.max_minutes} if t.max_minutes else None,  # type: ignore[dict-item]
+        use_distributed_sampler=True,
         deterministic=False,
     )
     last = ckpt_dir / "last.ckpt"
@@ -212,7 +214,7 @@ def fit_network(
     net = module.net
     if t.compile:
         net.backbone = getattr(net.backbone, "_orig_mod", net.backbone)
-    net = net.cpu().eval().to(memory_format=torch.contiguous_format)
+    net = net.cpu().eval().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     score = checkpoint.best_model_score
     info = {
         "seed": seed, "epochs_run": int(trainer.current_epoch),

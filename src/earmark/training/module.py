@@ -142,9 +142,9 @@ class ClassifierModule(pl.LightningModule):
         if t.optimizer == "adamw":
             opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
         elif t.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+            opt = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)  # type: ignore[assignment]
         else:
-            opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=True)
+            opt = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=True)  # type: ignore[assignment]
         sched = t.schedule
         floor = min(sched.eta_min / t.lr, 1.0)  # schedules decay towards eta_min, not to zero
 
@@ -194,4 +194,4 @@ class ClassifierModule(pl.LightningModule):
         loader = self.trainer.train_dataloader
         sampler = getattr(loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(self.current_epoch)
+            sampler.set_epoch(self.current_epoch)  # type: ignore[union-attr]

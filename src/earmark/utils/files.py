@@ -29,7 +29,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    atomic_write(path, lambda p: p.write_bytes(data))
+    atomic_write(path, lambda p: None if p.write_bytes(data) else None)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
