@@ -78,6 +78,9 @@ def test_every_classical_model_fits_and_predicts_with_the_right_shapes(name, thr
     fit_pipeline(pipe, x, y)
     member = ClassicalMember(pipe, extractor, num_classes=4)
     probs = member.predict_proba(waves)
+    # one scikit-learn Pipeline from waveforms to predict_proba, its fitted steps shared with ``pipe``
+    assert [n for n, _ in member.model.steps] == ["features", *(n for n, _ in pipe.steps)]
+    np.testing.assert_array_equal(member.model.predict_proba(waves), pipe.predict_proba(x))
     assert probs.shape == (24, 4) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
     assert np.all(probs[:, 3] == 0) and (probs.argmax(1) == y).mean() >= 0.9

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
 from torch import Tensor, nn
 
 from ..config import FeatureConfig
@@ -155,3 +156,26 @@ def summarize(extractor: SummaryFeatures, waves: np.ndarray, batch_size: int = 2
     if not out:
         return np.zeros((0, extractor.n_features), dtype=np.float64)
     return np.concatenate(out).astype(np.float64)
+
+
+class SummaryTransformer(TransformerMixin, BaseEstimator):
+    """:func:`summarize` as a scikit-learn step: waveforms ``(n, samples)`` -> feature rows ``(n, n_features)``.
+
+    Stateless (nothing is fitted: the statistics are fixed functions of the filter bank), so a classical
+    member is one :class:`sklearn.pipeline.Pipeline` from waveforms to ``predict_proba``.
+    """
+
+    def __init__(self, extractor: SummaryFeatures | None = None, batch_size: int = 256) -> None:
+        self.extractor = extractor
+        self.batch_size = batch_size
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "SummaryTransformer":  # noqa: N803 - sklearn
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:  # noqa: N803 - sklearn's name
+        if self.extractor is None:
+            raise ValueError("SummaryTransformer needs a SummaryFeatures extractor")
+        return summarize(self.extractor, np.asarray(X), self.batch_size)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True

@@ -13,7 +13,7 @@ segments is :func:`earmark.training.classical.fit_classical`.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from ..config import Recipe
 from ..errors import RunError
-from ..features.stats import SummaryFeatures, summarize
+from ..features.stats import SummaryFeatures, SummaryTransformer, summarize
 from .registry import register_model
 from .sklearn_state import load_estimator, save_estimator
 
@@ -76,15 +76,31 @@ def fit_pipeline(pipeline: Any, x: np.ndarray, y: np.ndarray) -> Any:
         return pipeline.fit(x, y)
 
 
+def waveform_pipeline(extractor: SummaryFeatures, pipeline: Any) -> Any:
+    """One scikit-learn Pipeline from waveforms ``(n, samples)`` to ``predict_proba``: the summary features
+    (:class:`~earmark.features.stats.SummaryTransformer`), then the steps of ``pipeline`` (shared, not copied)."""
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([("features", SummaryTransformer(extractor)), *pipeline.steps])
+
+
 @dataclass
 class ClassicalMember:
-    """A fitted pipeline as an ensemble member: waveforms ``(n, samples)`` -> probabilities ``(n, classes)``."""
+    """A fitted pipeline as an ensemble member: waveforms ``(n, samples)`` -> probabilities ``(n, classes)``.
+
+    ``pipeline``: the fitted steps on summary features (scaling, classifier), as saved; ``model``: the whole
+    Pipeline from waveforms (:func:`waveform_pipeline`) that predicts.
+    """
 
     pipeline: Any
     extractor: SummaryFeatures
     num_classes: int
     weight: float = 1.0
     name: str = ""
+    model: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.model = waveform_pipeline(self.extractor, self.pipeline)
 
     def features(self, waves: np.ndarray) -> np.ndarray:
         """Summary features ``(n, n_features)`` of waveform segments ``(n, samples)``."""
@@ -95,8 +111,8 @@ class ClassicalMember:
         out = np.zeros((n, self.num_classes), dtype=np.float32)
         if n == 0:
             return out
-        probs = self.pipeline.predict_proba(self.features(waves))
-        out[:, np.asarray(self.pipeline.classes_, dtype=np.int64)] = probs  # classes absent in training stay 0
+        probs = self.model.predict_proba(waves)
+        out[:, np.asarray(self.model.classes_, dtype=np.int64)] = probs  # classes absent in training stay 0
         return out
 
     def save(self, folder: Path, extra: dict[str, Any] | None = None) -> int:
