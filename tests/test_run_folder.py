@@ -83,3 +83,20 @@ def test_a_folder_whose_attempt_failed_before_training_is_reused(tmp_path: Path)
     (member / "member.json").write_text("{}")  # now a member finished: the run is protected
     with pytest.raises(RunError, match="different settings.*failed before any member finished"):
         run.start(load_recipe("default", ["train.epochs=4"]), "data")
+
+
+def test_a_predictor_reads_members_json_once(trained_run: Path, monkeypatch: pytest.MonkeyPatch):
+    import earmark
+    import earmark.run
+
+    reads: list[str] = []
+    real = earmark.run.read_json
+
+    def counting(path):  # noqa: ANN001, ANN202
+        reads.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(earmark.run, "read_json", counting)
+    predictor = earmark.Predictor(trained_run)
+    assert reads.count("members.json") == 1
+    assert len(predictor.members) == len(predictor.weights) == 1

@@ -49,3 +49,15 @@ def test_aggregation_numpy_and_torch_agree(method: str):
     got = aggregate_track_torch(torch.from_numpy(seg_probs), method).numpy()  # type: ignore[arg-type]
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     assert (got.argmax(1) == expected.argmax(1)).all()
+
+
+@pytest.mark.parametrize("n,max_shift", [(1, 0.0), (3, 0.2), (4, 0.25)])
+def test_test_time_shifts_numpy_and_torch_agree(n: int, max_shift: float):
+    from earmark.ensemble import tta_shifts, with_tta, with_tta_torch
+
+    segs = RNG.standard_normal((6, 32)).astype(np.float32)
+    weights = RNG.standard_normal((32, 3)).astype(np.float32)
+    expected = with_tta(lambda w: w @ weights, segs, n, max_shift)
+    shifts = [int(round(s * segs.shape[1])) for s in tta_shifts(n, max_shift)]
+    got = with_tta_torch(lambda w: w @ torch.from_numpy(weights), torch.from_numpy(segs), shifts).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)

@@ -84,3 +84,14 @@ def with_tta(predict: Callable[[np.ndarray], np.ndarray], waves: np.ndarray, n: 
         total = p if total is None else total + p
     assert total is not None  # tta_shifts gives at least one shift
     return total / len(shifts)
+
+
+def with_tta_torch(predict: Callable[[Tensor], Tensor], segments: Tensor, shifts: list[int]) -> Tensor:
+    """:func:`with_tta` in torch: ``predict`` averaged over circular shifts (in samples, 0 first)."""
+    total: Tensor | None = None
+    for shift in shifts:
+        x = segments if shift == 0 else torch.roll(segments, shift, dims=1)
+        p = predict(x)
+        total = p if total is None else total + p
+    assert total is not None  # at least one shift
+    return total / len(shifts)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..audio.segment import SegmentCutter
-from ..ensemble import tta_shifts, vote_torch
+from ..ensemble import tta_shifts, vote_torch, with_tta_torch
 from ..errors import RunError
 from ..evaluation.aggregate import aggregate_track_torch
 
@@ -45,13 +45,7 @@ class WaveformClassifier(nn.Module):
 
     def member_probs(self, net: nn.Module, segments: Tensor) -> Tensor:
         """Softmax of one member, averaged over the test-time shifts: ``(n, L)`` -> ``(n, classes)``."""
-        total: Tensor | None = None
-        for shift in self.shifts:
-            x = segments if shift == 0 else torch.roll(segments, shift, dims=1)
-            p = torch.softmax(net(x).float(), dim=1)
-            total = p if total is None else total + p
-        assert total is not None  # at least one shift
-        return total / len(self.shifts)
+        return with_tta_torch(lambda x: torch.softmax(net(x).float(), dim=1), segments, self.shifts)
 
     def combine(self, segments: Tensor) -> Tensor:
         """The members' vote on segments ``(n, L)`` -> ``(n, classes)`` (as :func:`earmark.ensemble.vote`).
