@@ -17,15 +17,16 @@ from ..conftest import shared_dataset, shared_weights
 CLASSES = ("dog", "rain", "crying_baby")
 
 
-def esc10_subset(root: Path, per_class: int = 8) -> Path:
-    """A manifest over ``per_class`` ESC-10 clips of three classes: folds 1-4 train, fold 5 test."""
+def esc10_subset(root: Path, per_class: int = 8, test_per_class: int = 3) -> Path:
+    """A manifest over ``per_class`` ESC-10 clips of three classes: ``test_per_class`` of fold 5 to test, the
+    rest from folds 1-4 to train."""
     esc10 = shared_dataset("esc10")
     with open(esc10 / "manifest.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["label"] in CLASSES]
     picked = []
     for label in CLASSES:
         mine = [r for r in rows if r["label"] == label]
-        test = [r for r in mine if r["fold"] == "5"][:3]
+        test = [r for r in mine if r["fold"] == "5"][:test_per_class]
         train = [r for r in mine if r["fold"] != "5"][: per_class - len(test)]
         picked += [(r, "test") for r in test] + [(r, "train") for r in train]
     root.mkdir(parents=True, exist_ok=True)
