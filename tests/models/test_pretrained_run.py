@@ -59,7 +59,7 @@ def test_a_fine_tuned_mn04_exports_to_one_onnx_graph_equal_to_pytorch(mn04_run, 
 def test_distill_with_mn04_as_teacher_and_as_student(mn04_run, tmp_path):
     student = tmp_path / "student"
     res = CliRunner().invoke(app, ["distill", str(mn04_run), "--out", str(student), "--model", "mn04",
-                                   "--set", "model.pretrained=mn04_as", *sum((["--set", s] for s in TINY), [])])
+                                   "--set", "model.pretrained=mn04_as", *[a for s in TINY for a in ("--set", s)]])
     assert res.exit_code == 0, res.output
     report = json.loads((student / "distillation.json").read_text())
     assert report["teacher"]["model"] == "mn04" and report["student"]["model"] == "mn04"
