@@ -13,7 +13,9 @@ def fbank_kwargs(cfg: FeatureConfig, sample_rate: int) -> dict[str, Any]:
     """The filter bank's arguments (:class:`~earmark.features.fbank.LogMelFilterBank`) for ``cfg``."""
     return dict(sample_rate=sample_rate, n_mels=cfg.n_mels, n_fft=cfg.n_fft, win_ms=cfg.win_ms,
                 hop_ms=cfg.hop_ms, f_min=cfg.f_min, f_max=cfg.f_max, preemphasis=cfg.preemphasis,
-                window=cfg.window, log_floor=cfg.log_floor)
+                window=cfg.window, log_floor=cfg.log_floor, preemphasis_mode=cfg.preemphasis_mode,
+                center=cfg.center, power_norm=cfg.power_norm, mel_filters=cfg.mel_filters,
+                log_offset=cfg.log_offset)
 
 
 def build_logmel(cfg: FeatureConfig, sample_rate: int) -> LogMelFilterBank:
