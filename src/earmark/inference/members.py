@@ -74,6 +74,10 @@ def load_member(run_path: Path, entry: dict[str, Any], recipe: Recipe, num_class
         from ..models.classical import ClassicalMember
 
         return ClassicalMember.load(folder, recipe, weight=weight, name=entry["dir"])
+    if kind == "probe":
+        from ..models.probe import ProbeMember
+
+        return ProbeMember.load(folder, recipe, weight=weight, name=entry["dir"])
     raise RunError(f"unknown member kind {kind!r} in {run_path / 'members.json'}")
 
 

@@ -191,10 +191,10 @@ def build_classifier(run_dir: str | Path) -> tuple[WaveformClassifier, dict[str,
     entries = info["members"]
     if not entries:
         raise RunError(f"{run.path} has no trained members to export")
-    classical = [e["dir"] for e in entries if e.get("kind", "net") == "classical"]
+    classical = [e["dir"] for e in entries if e.get("kind", "net") in ("classical", "probe")]
     if classical:
-        raise RunError(f"{run.path}: members {classical} are classical scikit-learn models, which ONNX export "
-                       "does not support yet; export a run of neural networks, or predict with the torch backend")
+        raise RunError(f"{run.path}: members {classical} are classical scikit-learn models or probes, which ONNX "
+                       "export does not support yet; export a run of neural networks, or predict with the torch backend")
     nets = []
     for e in entries:
         member = load_member(run.path, e, recipe, len(labels), "cpu")

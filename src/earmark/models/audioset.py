@@ -1,0 +1,126 @@
+"""A pretrained AudioSet network as one module: waveforms at 32 kHz in, AudioSet logits or embeddings out.
+
+The tagger (:mod:`earmark.inference.tagger`), ``earmark embed`` and the linear probe
+(:mod:`earmark.models.probe`) all use the same frozen network: the EfficientAT front-end (a configuration
+of the project's filter bank) followed by an ``mn`` backbone with its 527-class AudioSet head.
+
+    >>> model = load_audioset_model("mn04_as")          # resolves the checkpoint, loads it strictly
+    >>> model(wave)                                      # (batch, samples) -> logits (batch, 527)
+    >>> model.embed(wave)                                # -> pooled embeddings (batch, model.embed_dim)
+    >>> audioset_labels(model.weights_path)              # the 527 class names, in output order
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+
+#: name of the AudioSet class list, next to the weights and shipped in this package
+LABELS_FILE = "audioset_class_labels_indices.csv"
+#: the default pretrained tagger / embedding model
+DEFAULT_MODEL = "mn04_as"
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_labels_csv(path: str | Path) -> list[str]:
+    """``display_name`` of each row of an AudioSet ``class_labels_indices`` CSV, ordered by ``index``."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "display_name" not in rows[0]:
+        raise ConfigError(f"{path}: not an AudioSet class list (expected columns index, mid, display_name)")
+    return [r["display_name"] for r in sorted(rows, key=lambda r: int(r["index"]))]
+
+
+def audioset_labels(weights_path: str | Path | None = None) -> list[str]:
+    """The 527 AudioSet class names: the CSV next to the weights if there is one, else the copy shipped here."""
+    if weights_path is not None:
+        beside = Path(weights_path).parent / LABELS_FILE
+        if beside.is_file():
+            return read_labels_csv(beside)
+    return read_labels_csv(Path(str(resources.files("earmark.models") / LABELS_FILE)))
+
+
+class AudioSetModel(nn.Module):
+    """Waveforms ``(batch, samples)`` at :attr:`sample_rate` -> AudioSet logits ``(batch, 527)``.
+
+    ``embed`` gives the pooled features before the classifier ``(batch, embed_dim)``. Any number of
+    samples works (the network pools over time); the model was trained on 10 s clips.
+    """
+
+    def __init__(self, frontend: nn.Module, network: nn.Module, sample_rate: int, width: float,
+                 checkpoint: str = "", sha256: str = "", weights_path: Path | None = None) -> None:
+        super().__init__()
+        self.frontend, self.network = frontend, network
+        self.sample_rate, self.width = int(sample_rate), float(width)
+        self.checkpoint, self.sha256, self.weights_path = checkpoint, sha256, weights_path
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.network.embed_dim)
+
+    @property
+    def num_classes(self) -> int:
+        return int(getattr(self.network, "num_classes", 527))
+
+    def features(self, wave: Tensor) -> Tensor:
+        return self.frontend(wave)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        return self.network(self.features(wave))
+
+    def embed(self, wave: Tensor) -> Tensor:
+        return self.network.forward_features(self.features(wave))
+
+    @torch.inference_mode()
+    def embed_numpy(self, waves: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """Embeddings ``(n, embed_dim)`` float32 of equal-length waveforms ``(n, samples)``, in batches."""
+        device = next(self.parameters()).device
+        out = [self.embed(torch.from_numpy(np.ascontiguousarray(waves[b: b + batch_size], dtype=np.float32))
+                          .to(device)).float().cpu().numpy() for b in range(0, waves.shape[0], batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.embed_dim), dtype=np.float32)
+
+    def set_fft(self, mode: str) -> None:
+        for m in self.frontend.modules():
+            if m is not self.frontend and hasattr(m, "set_fft"):
+                m.set_fft(mode)
+                return
+
+    def backbone_state(self) -> dict[str, Tensor]:
+        """The network's weights (what a self-contained probe member stores)."""
+        return {k: v.detach().contiguous() for k, v in self.network.state_dict().items()}
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What identifies a loaded checkpoint (recorded with every embedding cache and probe member)."""
+
+    checkpoint: str
+    sha256: str
+    width: float
+    embed_dim: int
+    sample_rate: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint, "sha256": self.sha256, "width": self.width,
+                "embed_dim": self.embed_dim, "sample_rate": self.sample_rate}
+
+
+def model_info(model: AudioSetModel) -> BackboneInfo:
+    return BackboneInfo(model.checkpoint, model.sha256, model.width, model.embed_dim, model.sample_rate)
