@@ -124,3 +124,65 @@ class BackboneInfo:
 
 def model_info(model: AudioSetModel) -> BackboneInfo:
     return BackboneInfo(model.checkpoint, model.sha256, model.width, model.embed_dim, model.sample_rate)
+
+
+# ------------------------------------------------------------------------------------------- building
+
+
+def efficientat_frontend() -> tuple[nn.Module, int]:
+    """The EfficientAT front-end (a configuration of the project's filter bank) and its sample rate:
+    waveforms ``(batch, samples)`` -> normalised log-mels ``(batch, 1, frames, 128)``."""
+    from ..features.fbank import efficientat_features
+    from .net import Standardize, build_frontend, n_bands
+
+    cfg, sample_rate = efficientat_features()
+    return nn.Sequential(build_frontend(cfg, sample_rate), Standardize(n_bands(cfg), cfg.normalize)), sample_rate
+
+
+def build_audioset_model(width: float, state: dict[str, Tensor] | None = None, checkpoint: str = "",
+                         sha256: str = "", weights_path: Path | None = None) -> AudioSetModel:
+    """An ``mn`` network of ``width`` with its 527-class head behind the EfficientAT front-end; ``state``
+    (a checkpoint's state dict) is loaded strictly."""
+    from .efficientat import build_mn
+
+    frontend, sample_rate = efficientat_frontend()
+    network = build_mn(width, num_classes=527, layout="frames_mels")
+    if state is not None:
+        try:
+            network.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise ConfigError(f"{checkpoint or 'the weights'} do not fit an EfficientAT mn network of width "
+                              f"{width:g} with 527 classes ({str(exc)[:300]})") from None
+    return AudioSetModel(frontend, network, sample_rate, width, checkpoint, sha256, weights_path).eval()
+
+
+def checkpoint_width(name_or_path: str, state: dict[str, Tensor]) -> float:
+    """Width multiplier of a checkpoint: from the table of known checkpoints, else from its name
+    (``mn04...`` -> 0.4), else from the shape of its last convolution."""
+    from .efficientat import WIDTHS
+
+    stem = Path(name_or_path).name[:4]
+    if stem in WIDTHS:
+        return WIDTHS[stem]
+    last = [v for k, v in state.items() if k.startswith("features.") and k.endswith(".0.weight") and v.dim() == 4]
+    if last:
+        channels = int(last[-1].shape[0])
+        for width in WIDTHS.values():
+            from .efficientat import make_divisible
+
+            if 6 * make_divisible(160 * width) == channels:
+                return width
+    raise ConfigError(f"{name_or_path}: cannot tell which EfficientAT width this checkpoint has; name the file "
+                      "after its model (mn04_..., mn10_...)")
+
+
+def load_audioset_model(name_or_path: str = DEFAULT_MODEL) -> AudioSetModel:
+    """A released AudioSet checkpoint (a known name such as ``mn04_as``, resolved with
+    :func:`~earmark.models.weights.resolve_weights`, or a weights file), loaded strictly, in eval mode."""
+    from .weights import load_state_dict_file, resolve_weights
+
+    path = Path(resolve_weights(name_or_path))
+    state = load_state_dict_file(path)
+    width = checkpoint_width(name_or_path if not Path(name_or_path).exists() else path.name, state)
+    name = name_or_path if not Path(name_or_path).exists() else path.stem
+    return build_audioset_model(width, state, checkpoint=name, sha256=file_sha256(path), weights_path=path)
