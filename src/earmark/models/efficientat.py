@@ -6,8 +6,8 @@ channels are scaled by a width multiplier, squeeze-and-excitation over channels,
 (global average pooling, linear, hardswish, dropout, linear). Parameter names follow the upstream
 models so that the released checkpoints load with ``load_state_dict(strict=True)``.
 
-Input: log-mel features from the family's own front-end
-(:func:`earmark.features.fbank.efficientat_features`), 128 mels at 32 kHz. :func:`build_mn` takes them
+Input: log-mel features from the family's front-end (:func:`efficientat_features`: the project's filter
+bank configured as upstream's, 128 mels at 32 kHz). :func:`build_mn` takes them
 mels first, ``(batch, 1, mels, frames)``, as upstream does; the registered models (``mn04`` ...) take the
 registry's layout ``(batch, channels, frames, mels)`` and transpose inside.
 """
@@ -19,9 +19,28 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from ..config import FeatureConfig
 from .registry import register_model
 
 Layout = Literal["mels_frames", "frames_mels"]
+
+#: sample rate the released checkpoints were trained at
+SAMPLE_RATE = 32000
+
+#: the front-end settings of the released checkpoints (upstream ``AugmentMelSTFT`` at evaluation)
+FRONTEND: dict[str, object] = {
+    "kind": "logmel", "n_mels": 128, "n_fft": 1024, "win_ms": 25.0, "hop_ms": 10.0, "f_min": 0.0, "f_max": 15000.0,
+    "preemphasis": 0.97, "preemphasis_mode": "valid", "window": "hann", "center": True, "power_norm": False,
+    "mel_filters": "kaldi", "log_offset": 1e-5, "normalize": "fixed", "norm_offset": 4.5, "norm_scale": 5.0,
+    "image_size": None}
+
+
+def efficientat_features() -> tuple[FeatureConfig, int]:
+    """The EfficientAT front-end as a :class:`FeatureConfig` and its sample rate (32 kHz): pre-emphasis as a
+    ``[-0.97, 1]`` convolution, centred STFT (n_fft 1024, 800-sample symmetric Hann, hop 320), ``|X|^2``,
+    128 Kaldi mel filters 0-15000 Hz, ``log(x + 1e-5)``, then ``(x + 4.5) / 5``."""
+    return FeatureConfig(**FRONTEND), SAMPLE_RATE  # type: ignore[arg-type]
+
 
 #: width multiplier of each registered model
 WIDTHS: dict[str, float] = {"mn01": 0.1, "mn02": 0.2, "mn04": 0.4, "mn05": 0.5, "mn10": 1.0, "mn20": 2.0,
