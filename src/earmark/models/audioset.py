@@ -132,11 +132,12 @@ def model_info(model: AudioSetModel) -> BackboneInfo:
 def efficientat_frontend() -> tuple[nn.Module, int]:
     """The EfficientAT front-end (a configuration of the project's filter bank) and its sample rate:
     waveforms ``(batch, samples)`` -> normalised log-mels ``(batch, 1, frames, 128)``."""
-    from ..features.fbank import efficientat_features
+    from .efficientat import efficientat_features
     from .net import Standardize, build_frontend, n_bands
 
     cfg, sample_rate = efficientat_features()
-    return nn.Sequential(build_frontend(cfg, sample_rate), Standardize(n_bands(cfg), cfg.normalize)), sample_rate
+    norm = Standardize(n_bands(cfg), cfg.normalize, cfg.norm_offset, cfg.norm_scale)
+    return nn.Sequential(build_frontend(cfg, sample_rate), norm), sample_rate
 
 
 def build_audioset_model(width: float, state: dict[str, Tensor] | None = None, checkpoint: str = "",
