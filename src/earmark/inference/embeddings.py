@@ -76,10 +76,13 @@ def embed_dataset(data: str | Path, out: str | Path, model: str = "mn04_as", seg
     manifest = discover(data, group=group)
     net = load_audioset_model(model).eval()
     sr = net.sample_rate
-    window, hop = int(round(window_s * sr)), int(round(hop_s * sr))
+    window, hop = round(window_s * sr), round(hop_s * sr)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    file_emb, file_rows, seg_emb, seg_rows = [], [], [], []
+    file_emb: list[np.ndarray] = []
+    seg_emb: list[np.ndarray] = []
+    file_rows: list[list[Any]] = []
+    seg_rows: list[list[Any]] = []
     skipped = [list(m) for m in manifest.missing]
     bar = progress(len(manifest.items), "embedding", unit="file", disable=not show_progress)
     for item in manifest.items:

@@ -82,8 +82,8 @@ class Tagger:
             raise ConfigError(f"{model}: the class list has {len(self.labels)} names but the network "
                               f"{self.model.num_classes} outputs")
         self.sample_rate = self.model.sample_rate
-        self.window = int(round(window_s * self.sample_rate))
-        self.hop = int(round(hop_s * self.sample_rate))
+        self.window = round(window_s * self.sample_rate)
+        self.hop = round(hop_s * self.sample_rate)
         self.aggregate: Aggregate = aggregate
         self.batch_size = batch_size
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from .efficientat import MN
 
 #: name of the AudioSet class list, next to the weights and shipped in this package
 LABELS_FILE = "audioset_class_labels_indices.csv"
@@ -64,7 +65,7 @@ class AudioSetModel(nn.Module):
     samples works (the network pools over time); the model was trained on 10 s clips.
     """
 
-    def __init__(self, frontend: nn.Module, network: nn.Module, sample_rate: int, width: float,
+    def __init__(self, frontend: nn.Module, network: MN, sample_rate: int, width: float,
                  checkpoint: str = "", sha256: str = "", weights_path: Path | None = None) -> None:
         super().__init__()
         self.frontend, self.network = frontend, network
@@ -98,8 +99,9 @@ class AudioSetModel(nn.Module):
 
     def set_fft(self, mode: str) -> None:
         for m in self.frontend.modules():
-            if m is not self.frontend and hasattr(m, "set_fft"):
-                m.set_fft(mode)
+            setter = getattr(m, "set_fft", None) if m is not self.frontend else None
+            if callable(setter):
+                setter(mode)
                 return
 
     def backbone_state(self) -> dict[str, Tensor]:

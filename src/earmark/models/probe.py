@@ -65,7 +65,7 @@ def probe(num_classes: int, C: float = 1.0, max_iter: int = 5000, random_state: 
 
 @register_model(family="probe", input="waveform")
 def probe_mlp(num_classes: int, hidden: int = 256, dropout: float = 0.3, epochs: int = 300, lr: float = 1e-3,
-              weight_decay: float = 1e-2, random_state: int = 0) -> "MLPHead":
+              weight_decay: float = 1e-2, random_state: int = 0) -> MLPHead:
     """Probe with a small MLP head (one hidden layer) on embeddings of a frozen pretrained network."""
     return MLPHead(num_classes, hidden, dropout, epochs, lr, weight_decay, random_state)
 
@@ -89,7 +89,7 @@ class MLPHead:
         return nn.Sequential(nn.Linear(dim, self.hidden), nn.ReLU(), nn.Dropout(self.dropout),
                              nn.Linear(self.hidden, self.num_classes))
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "MLPHead":
+    def fit(self, x: np.ndarray, y: np.ndarray) -> MLPHead:
         torch.manual_seed(self.random_state)
         xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
         yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
@@ -127,7 +127,7 @@ class MLPHead:
         return tensors, params
 
     @classmethod
-    def from_state(cls, tensors: dict[str, torch.Tensor], params: dict[str, Any]) -> "MLPHead":
+    def from_state(cls, tensors: dict[str, torch.Tensor], params: dict[str, Any]) -> MLPHead:
         head = cls(**params)
         head.mean, head.std = tensors["mean"], tensors["std"]
         head.net = head._build(int(head.mean.shape[0]))
@@ -153,7 +153,7 @@ def load_head(path: Path) -> tuple[Any, dict[str, Any]]:
             meta = f.metadata() or {}
             if "earmark_probe_head" in meta:
                 info = json.loads(meta["earmark_probe_head"])
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
                 return MLPHead.from_state(tensors, info["params"]), info["extra"]
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise RunError(f"{path}: cannot load the probe's head ({str(exc)[:200]}); train the run again") from None
@@ -215,7 +215,7 @@ class SegmentEmbeddings:
 
     @classmethod
     def compute(cls, model: AudioSetModel, store: PreparedStore, segment: SegmentConfig, sample_rate: int,
-                show_progress: bool = True) -> "SegmentEmbeddings":
+                show_progress: bool = True) -> SegmentEmbeddings:
         """Load the cached embeddings for this checkpoint and segment setting, or compute and cache them."""
         table = SegmentTable.build(store, np.arange(len(store)), segment, sample_rate)
         folder = store.folder / "embeddings"
@@ -285,13 +285,13 @@ class ProbeMember:
         return save_head(self.head, folder / HEAD_FILE, {"num_classes": self.num_classes, **info, **extra})
 
     @classmethod
-    def load(cls, folder: Path, recipe: Recipe | None = None, weight: float = 1.0, name: str = "") -> "ProbeMember":
+    def load(cls, folder: Path, recipe: Recipe | None = None, weight: float = 1.0, name: str = "") -> ProbeMember:
         """The member saved in ``folder`` (needs nothing outside it)."""
         folder = Path(folder)
         try:
             with safe_open(str(folder / BACKBONE_FILE), framework="pt") as f:
                 info = json.loads((f.metadata() or {})["earmark_backbone"])
-                state = {k: f.get_tensor(k) for k in f.keys()}
+                state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             raise RunError(f"{folder / BACKBONE_FILE}: cannot load the probe's network ({str(exc)[:200]}); "
                            "train the run again (or restore the file)") from None

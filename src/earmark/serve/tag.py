@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 class TagService:
     """The tagger, loaded once, and the work of one ``/v1/tag`` request."""
 
-    def __init__(self, tagger: "Tagger", settings: "ServeSettings") -> None:
+    def __init__(self, tagger: Tagger, settings: ServeSettings) -> None:
         self.tagger, self.settings = tagger, settings
         self._slots = threading.BoundedSemaphore(max(1, settings.max_concurrent))
 
@@ -62,7 +62,7 @@ class TagService:
                 raise _decode_error(upload.filename, reason) from None
 
 
-def add_tag_route(app: FastAPI, settings: "ServeSettings") -> TagService:
+def add_tag_route(app: FastAPI, settings: ServeSettings) -> TagService:
     """Load ``settings.tagger`` and add ``POST /v1/tag`` to ``app``."""
     from ..inference.tagger import Tagger
 
