@@ -97,3 +97,14 @@ def test_labels_ship_with_the_package(tmp_path: Path):
     packaged = audioset_labels(None)
     assert len(packaged) == 527 and packaged[0] == "Speech" and "Subway, metro, underground" in packaged
     assert audioset_labels(tmp_path / "mn04_as_mAP_432.pt") == packaged  # no csv beside the weights: the copy
+
+
+def test_a_weights_file_by_path_and_a_clear_error_when_missing(metro: Path, weights_env: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch):
+    by_path = Tagger(str(weights_env / "mn04_as_mAP_432.pt"))
+    assert by_path.model.checkpoint == "mn04_as_mAP_432" and by_path.model.width == 0.4
+    assert by_path.tag_file(metro, top=1)["tags"][0]["label"] == "Train"
+    monkeypatch.setenv("EARMARK_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("EARMARK_OFFLINE", "1")
+    res = runner.invoke(app, ["tag", str(metro)])
+    assert res.exit_code == 2 and "mn04_as_mAP_432.pt" in res.output and str(tmp_path) in res.output

@@ -12,7 +12,6 @@ of the project's filter bank) followed by an ``mn`` backbone with its 527-class 
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -29,15 +28,6 @@ from .efficientat import MN
 LABELS_FILE = "audioset_class_labels_indices.csv"
 #: the default pretrained tagger / embedding model
 DEFAULT_MODEL = "mn04_as"
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_labels_csv(path: str | Path) -> list[str]:
@@ -182,10 +172,10 @@ def checkpoint_width(name_or_path: str, state: dict[str, Tensor]) -> float:
 def load_audioset_model(name_or_path: str = DEFAULT_MODEL) -> AudioSetModel:
     """A released AudioSet checkpoint (a known name such as ``mn04_as``, resolved with
     :func:`~earmark.models.weights.resolve_weights`, or a weights file), loaded strictly, in eval mode."""
-    from .weights import load_state_dict_file, resolve_weights
+    from .weights import is_checkpoint_name, load_state_dict_file, resolve_weights, sha256_file
 
     path = Path(resolve_weights(name_or_path))
     state = load_state_dict_file(path)
-    width = checkpoint_width(name_or_path if not Path(name_or_path).exists() else path.name, state)
-    name = name_or_path if not Path(name_or_path).exists() else path.stem
-    return build_audioset_model(width, state, checkpoint=name, sha256=file_sha256(path), weights_path=path)
+    name = name_or_path if is_checkpoint_name(name_or_path) else path.stem
+    width = checkpoint_width(name_or_path if is_checkpoint_name(name_or_path) else path.name, state)
+    return build_audioset_model(width, state, checkpoint=name, sha256=sha256_file(path), weights_path=path)
