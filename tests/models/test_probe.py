@@ -101,3 +101,15 @@ def test_mlp_head_round_trip(tmp_path: Path):
     loaded, extra = load_head(tmp_path / "head.safetensors")
     assert extra == {"num_classes": 3}
     np.testing.assert_array_equal(loaded.predict_proba(x), head.predict_proba(x))
+
+
+def test_serve_a_probe_run(probe_run: Path, esc_subset: Path):
+    from fastapi.testclient import TestClient
+
+    from earmark.serve.app import create_app
+
+    with open(esc_subset, newline="") as f:
+        first = next(iter(csv.DictReader(f)))["path"]
+    r = TestClient(create_app(probe_run)).post("/v1/predict?filename=dog.flac", content=Path(first).read_bytes())
+    assert r.status_code == 200, r.text
+    assert r.json()["label"] == "dog" and set(r.json()["probabilities"]) == set(CLASSES)
