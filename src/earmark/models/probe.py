@@ -1,12 +1,13 @@
 """Linear probe: a frozen pretrained AudioSet network's embeddings, then a small fitted head.
 
     earmark train data/ --recipe pretrained-probe                  # mn04_as + logistic regression
-    earmark train data/ --set model.name=probe_mlp --set model.pretrained=mn04_as --set audio.sample_rate=32000
+    earmark train data/ --set model.name=probe_mlp --set model.pretrained=mn04_as
 
 Every segment of the prepared store is embedded once with the frozen network (batched, no gradients)
 and the embeddings are cached inside the store's folder, keyed by the checkpoint's sha256 and the segment
-settings, so the next fold, member or run on the same data reuses them. The head is fitted on the
-training segments' embeddings: ``probe`` is a standardised multinomial logistic regression
+settings, so the next fold, member or run on the same data reuses them (segments of a run at another rate
+than the network's 32 kHz are resampled to it first; ``audio.sample_rate=32000``, as the recipe sets,
+decodes at that rate once). The head is fitted on the training segments' embeddings: ``probe`` is a standardised multinomial logistic regression
 (scikit-learn), ``probe_mlp`` a one-hidden-layer MLP (PyTorch, full-batch AdamW). Seconds on a CPU once
 the embeddings exist.
 
@@ -33,7 +34,7 @@ from torch import nn
 from ..config import Recipe, SegmentConfig
 from ..data.loader import SegmentTable
 from ..data.store import PreparedStore
-from ..errors import ConfigError, DatasetError, RunError
+from ..errors import DatasetError, RunError
 from ..utils.files import atomic_write, atomic_write_json, atomic_write_npy, read_json
 from ..utils.progress import progress
 from .audioset import DEFAULT_MODEL, AudioSetModel, BackboneInfo, build_audioset_model, model_info
@@ -186,7 +187,17 @@ def remember(sha256: str, waves: np.ndarray, embeddings: np.ndarray) -> None:
         known[_digest(w)] = e
 
 
-def embed_known(model: AudioSetModel, waves: np.ndarray, batch_size: int = 16) -> np.ndarray:
+def embed_segments(model: AudioSetModel, waves: np.ndarray, sample_rate: int, batch_size: int = 16) -> np.ndarray:
+    """Embeddings ``(n, dim)`` of segments ``(n, samples)`` at ``sample_rate`` (resampled to the network's rate)."""
+    if sample_rate != model.sample_rate and waves.shape[0]:
+        import soxr
+
+        waves = np.ascontiguousarray(soxr.resample(np.ascontiguousarray(waves.T), sample_rate, model.sample_rate,
+                                                   quality="HQ").T, dtype=np.float32)
+    return model.embed_numpy(waves, batch_size)
+
+
+def embed_known(model: AudioSetModel, waves: np.ndarray, sample_rate: int, batch_size: int = 16) -> np.ndarray:
     """Embeddings of waveform segments ``(n, samples)``: looked up when this process embedded them already."""
     known = _KNOWN.get(model.sha256, {}) if model.sha256 else {}
     out = np.zeros((waves.shape[0], model.embed_dim), dtype=np.float32)
@@ -198,7 +209,7 @@ def embed_known(model: AudioSetModel, waves: np.ndarray, batch_size: int = 16) -
         else:
             out[i] = hit
     if missing:
-        out[missing] = model.embed_numpy(waves[missing], batch_size)
+        out[missing] = embed_segments(model, waves[missing], sample_rate, batch_size)
     return out
 
 
@@ -240,7 +251,7 @@ class SegmentEmbeddings:
         for b in range(0, len(table), _CHUNK):
             rows = np.arange(b, min(b + _CHUNK, len(table)))
             waves = table.read(store, rows)
-            emb[rows] = model.embed_numpy(waves)
+            emb[rows] = embed_segments(model, waves, sample_rate)
             remember(model.sha256, waves, emb[rows])
             bar.update(rows.size)
         bar.close()
@@ -263,12 +274,13 @@ class ProbeMember:
     backbone: AudioSetModel
     head: Any
     num_classes: int
+    sample_rate: int  # of the waveforms it is given (the run's)
     weight: float = 1.0
     name: str = ""
     batch_size: int = 16
 
     def predict_proba(self, waves: np.ndarray) -> np.ndarray:
-        return self.head_proba(embed_known(self.backbone, waves, self.batch_size))
+        return self.head_proba(embed_known(self.backbone, waves, self.sample_rate, self.batch_size))
 
     def head_proba(self, emb: np.ndarray) -> np.ndarray:
         """Probabilities ``(n, classes)`` of embeddings ``(n, dim)`` (classes absent in training stay 0)."""
@@ -282,7 +294,8 @@ class ProbeMember:
         info = model_info(self.backbone).as_dict()
         meta = {"earmark_backbone": json.dumps(info)}
         atomic_write(folder / BACKBONE_FILE, lambda p: save_file(self.backbone.backbone_state(), str(p), metadata=meta))
-        return save_head(self.head, folder / HEAD_FILE, {"num_classes": self.num_classes, **info, **extra})
+        return save_head(self.head, folder / HEAD_FILE, {"num_classes": self.num_classes, **info, **extra,
+                                                          "input_sample_rate": self.sample_rate})
 
     @classmethod
     def load(cls, folder: Path, recipe: Recipe | None = None, weight: float = 1.0, name: str = "") -> ProbeMember:
@@ -298,7 +311,11 @@ class ProbeMember:
         backbone = build_audioset_model(float(info["width"]), state, checkpoint=info["checkpoint"],
                                         sha256=info["sha256"])
         head, extra = load_head(folder / HEAD_FILE)
-        return cls(backbone.eval(), head, int(extra["num_classes"]), weight, name)
+        rate = int(extra.get("input_sample_rate") or (recipe.audio.sample_rate if recipe else backbone.sample_rate))
+        if recipe is not None and recipe.audio.sample_rate != rate:
+            raise RunError(f"{folder}: the probe was fitted on audio at {rate} Hz, but the run's recipe says "
+                           f"{recipe.audio.sample_rate} Hz")
+        return cls(backbone.eval(), head, int(extra["num_classes"]), rate, weight, name)
 
 
 # ------------------------------------------------------------------------------------------------- fit
@@ -306,9 +323,12 @@ class ProbeMember:
 
 def check_probe_recipe(recipe: Recipe, model: AudioSetModel) -> None:
     if recipe.audio.sample_rate != model.sample_rate:
-        raise ConfigError(f"model {recipe.model.name} embeds with {model.checkpoint}, which needs audio at "
-                          f"{model.sample_rate} Hz; set audio.sample_rate={model.sample_rate} (recipe "
-                          "pretrained-probe does)")
+        log.info("%s was trained at %d Hz; the run's %d Hz segments are resampled to it before embedding (set "
+                 "audio.sample_rate=%d to decode at that rate once, as recipe pretrained-probe does)",
+                 model.checkpoint, model.sample_rate, recipe.audio.sample_rate, model.sample_rate)
+        if recipe.audio.sample_rate < 2 * 15000:
+            log.warning("audio.sample_rate=%d Hz keeps only what is below %d Hz; %s listens up to 15 kHz",
+                        recipe.audio.sample_rate, recipe.audio.sample_rate // 2, model.checkpoint)
     if recipe.audio.separation != "none":
         log.info("the probe embeds the separated vocals (audio.separation=%s)", recipe.audio.separation)
 
@@ -344,7 +364,7 @@ def fit_probe(recipe: Recipe, store: PreparedStore, label_index: np.ndarray, tra
 
     fit_pipeline(head, x, y)
     fit_seconds = time.perf_counter() - fit_started
-    member = ProbeMember(backbone, head, num_classes)
+    member = ProbeMember(backbone, head, num_classes, sr)
     val_table = SegmentTable.build(store, val_files, recipe.segment, sr)
     val_acc = val_loss = None
     if len(val_table):
