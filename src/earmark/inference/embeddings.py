@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from ..audio.io import check_stream, stream_audio
+from ..audio.io import stream_audio
 from ..data.sources import discover
 from ..errors import AudioDecodeError, ConfigError
 from ..utils.files import atomic_write_json, atomic_write_npy, atomic_write_text
 from ..utils.progress import progress
-from .tagger import windows
+from .tagger import run_windows
 
 log = logging.getLogger(__name__)
 
@@ -46,22 +46,9 @@ def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
 def embed_file(model: Any, path: str | Path, window: int, hop: int, batch_size: int = 8
                ) -> tuple[np.ndarray, np.ndarray, int]:
     """Window embeddings ``(n, dim)``, window starts (samples) and the file's length in samples."""
-    n_samples, nonzero = 0, False
-    starts: list[int] = []
-    wins: list[np.ndarray] = []
-    out: list[np.ndarray] = []
-    for start, win in windows(stream_audio(path, model.sample_rate), window, hop):
-        n_samples = max(n_samples, start + len(win))
-        nonzero = nonzero or bool(np.any(win))
-        starts.append(start)
-        wins.append(win)
-        if len(wins) == batch_size:
-            out.append(model.embed_numpy(np.stack(wins)))
-            wins = []
-    if wins:
-        out.append(model.embed_numpy(np.stack(wins)))
-    check_stream(n_samples, nonzero, model.sample_rate, path, min_duration_s=0.05, reject_silent=True)
-    return np.concatenate(out), np.asarray(starts, dtype=np.int64), n_samples
+    starts, emb, n = run_windows(stream_audio(path, model.sample_rate), window, hop, batch_size, model.embed_numpy,
+                                 model.sample_rate, str(path))
+    return emb, starts, n
 
 
 def embed_dataset(data: str | Path, out: str | Path, model: str = "mn04_as", segments: bool = False,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,6 +55,36 @@ def windows(blocks: Iterable[np.ndarray], length: int, hop: int) -> Iterator[tup
             yield 0, np.concatenate(head).astype(np.float32, copy=False)
         return
     yield from stream_segments(itertools.chain(head, it), length, hop, "pad", "align")
+
+
+def run_windows(blocks: Iterable[np.ndarray], length: int, hop: int, batch_size: int,
+                fn: Callable[[np.ndarray], np.ndarray], sample_rate: int, name: str
+                ) -> tuple[np.ndarray, np.ndarray, int]:
+    """``fn`` on the :func:`windows` of a recording, ``batch_size`` windows at a time: returns the window starts
+    (samples), the stacked outputs and the recording's length in samples.
+
+    Raises:
+        AudioDecodeError: no samples, or every sample is zero.
+    """
+    starts: list[int] = []
+    batch: list[np.ndarray] = []
+    parts: list[np.ndarray] = []
+    n_samples, nonzero = 0, False
+    for start, win in windows(blocks, length, hop):
+        n_samples = max(n_samples, start + len(win))
+        nonzero = nonzero or bool(np.any(win))
+        if batch and len(win) != len(batch[0]):  # only a lone short window differs in length
+            parts.append(fn(np.stack(batch)))
+            batch = []
+        starts.append(start)
+        batch.append(win)
+        if len(batch) == batch_size:
+            parts.append(fn(np.stack(batch)))
+            batch = []
+    if batch:
+        parts.append(fn(np.stack(batch)))
+    check_stream(n_samples, nonzero, sample_rate, name, min_duration_s=0.05, reject_silent=True)
+    return np.asarray(starts, dtype=np.int64), np.concatenate(parts), n_samples
 
 
 class Tagger:
@@ -97,38 +127,15 @@ class Tagger:
     def tag_blocks(self, blocks: Iterable[np.ndarray], top: int = 10, segments: bool = False,
                    name: str = "(audio)") -> dict[str, Any]:
         """Tag one recording given as float32 mono blocks at :attr:`sample_rate`."""
-        n_samples, nonzero = 0, False
-
-        def counted(it: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-            nonlocal n_samples, nonzero
-            for b in it:
-                n_samples += len(b)
-                nonzero = nonzero or bool(np.any(b))
-                yield b
-
-        starts: list[int] = []
-        parts: list[np.ndarray] = []
-        batch: list[np.ndarray] = []
-        for start, win in windows(counted(blocks), self.window, self.hop):
-            if batch and len(win) != len(batch[0]):  # only a lone short window differs in length
-                parts.append(self.scores(np.stack(batch)))
-                batch = []
-            starts.append(start)
-            batch.append(win)
-            if len(batch) == self.batch_size:
-                parts.append(self.scores(np.stack(batch)))
-                batch = []
-        if batch:
-            parts.append(self.scores(np.stack(batch)))
+        starts, seg, n_samples = run_windows(blocks, self.window, self.hop, self.batch_size, self.scores,
+                                             self.sample_rate, name)
         sr = self.sample_rate
-        check_stream(n_samples, nonzero, sr, name, min_duration_s=0.05, reject_silent=True)
-        seg = np.concatenate(parts)
         track = seg.max(axis=0) if self.aggregate == "max" else seg.mean(axis=0)
         result: dict[str, Any] = {"path": name, "tags": top_tags(track, self.labels, top),
                                   "duration_s": round(n_samples / sr, 3), "n_windows": int(seg.shape[0])}
         if segments:
             result["segments"] = [
-                {"start": round(s / sr, 3), "end": round(min(s + self.window, n_samples) / sr, 3),
+                {"start": round(int(s) / sr, 3), "end": round(min(int(s) + self.window, n_samples) / sr, 3),
                  "tags": top_tags(p, self.labels, top)} for s, p in zip(starts, seg)]
         return result
 
