@@ -277,7 +277,13 @@ class Recipe(_Section):
             model["pretrained"] = model["weights"]
         if model.get("pretrained"):
             from .models.efficientat import apply_frontend
+            from .models.weights import CHECKPOINTS
 
+            known = CHECKPOINTS.get(str(model["pretrained"]))
+            name = model.get("name", ModelConfig.model_fields["name"].default)
+            if known is not None and known.model != name:
+                raise ValueError(f"model.pretrained={known.name} holds the weights of {known.model}, not of "
+                                 f"model.name={name}; set model.name={known.model}")
             apply_frontend(data)
         return data
 

@@ -46,6 +46,8 @@ def test_a_pretrained_mn_gets_its_front_end_and_a_weights_path_loads_the_same(tm
     assert by_path.model.pretrained == str(tmp_path / "w.pt") and by_path.features.mel_filters == "kaldi"
     with pytest.raises(ConfigError, match="freeze_blocks"):
         load_recipe("pretrained", ["model.freeze_blocks=-1"])
+    with pytest.raises(ConfigError, match="set model.name=mn04"):  # a checkpoint of another architecture
+        load_recipe("default", ["model.pretrained=mn04_as"])
 
 
 def test_the_checkpoint_loads_except_the_head_and_blocks_freeze(monkeypatch):

@@ -56,8 +56,8 @@ def apply_frontend(settings: dict[str, Any]) -> list[str]:
     audio = settings.setdefault("audio", {})
     if not isinstance(features, dict) or not isinstance(audio, dict):
         return []
-    defaults = FeatureConfig()
-    changed = [f"features.{k}" for k, v in FRONTEND.items() if features.get(k, getattr(defaults, k)) != v]
+    fields = FeatureConfig.model_fields
+    changed = [f"features.{k}" for k, v in FRONTEND.items() if features.get(k, fields[k].default) != v]
     features.update(FRONTEND)
     if audio.get("sample_rate") != SAMPLE_RATE:
         audio["sample_rate"] = SAMPLE_RATE
