@@ -7,9 +7,9 @@ Every segment of the prepared store is embedded once with the frozen network (ba
 and the embeddings are cached inside the store's folder, keyed by the checkpoint's sha256 and the segment
 settings, so the next fold, member or run on the same data reuses them (segments of a run at another rate
 than the network's 32 kHz are resampled to it first; ``audio.sample_rate=32000``, as the recipe sets,
-decodes at that rate once). The head is fitted on the training segments' embeddings: ``probe`` is a standardised multinomial logistic regression
-(scikit-learn), ``probe_mlp`` a one-hidden-layer MLP (PyTorch, full-batch AdamW). Seconds on a CPU once
-the embeddings exist.
+decodes at that rate once). The head is fitted on the training segments' embeddings: ``probe`` is a
+standardised multinomial logistic regression (scikit-learn), ``probe_mlp`` a one-hidden-layer MLP
+(PyTorch, full-batch AdamW). Seconds on a CPU once the embeddings exist.
 
 A member folder is self-contained: ``backbone.safetensors`` (the network's weights, with the checkpoint
 name, sha256 and width as metadata) and ``head.safetensors`` (the head; no pickle), so predicting never
