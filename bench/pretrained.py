@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="fine-tuning runs only the first N folds (a CPU budget)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--quick", action="store_true", help="tiny smoke version")
+    ap.add_argument("--note", action="append", default=[], help="a line added under the table (repeatable)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "pretrained")
     args = ap.parse_args(argv)
     os.environ.setdefault("EARMARK_WEIGHTS", str(SHARED.parent / "weights"))
@@ -152,10 +153,13 @@ def main(argv: list[str] | None = None) -> None:
         "(docs/benchmarks/accuracy.json), not trained again; MIR-1K has no scratch row (the default recipe was not "
         "run on it). Pooled accuracy counts every test file of every fold once; with leave-one-singer-out "
         "each MIR-1K test fold holds one singer, so one class, and its per-fold macro-F1 is not meaningful: "
-        "read the pooled accuracy there.\n\nProbe settings: recipe `pretrained-probe` (3 s windows, hop 1.5 s, short clips looped, "
+        "read the pooled accuracy there. The rows after a protocol's first probe row reuse the embeddings it cached "
+        "in the prepared store (what the cache is for): their wall time is fitting the head and scoring."
+        "\n\nProbe settings: recipe `pretrained-probe` (3 s windows, hop 1.5 s, short clips looped, "
         "track = mean of window probabilities)"
         + "".join(f"; {PROTOCOLS[k]['title']}: `{' '.join(PROTOCOLS[k]['probe'])}`" for k in args.only.split(",")
                   if PROTOCOLS[k]["probe"]) + ".\n")
+    notes += args.note
     if notes:
         body += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     if args.quick:
