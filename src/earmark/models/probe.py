@@ -256,11 +256,15 @@ class SegmentEmbeddings:
             bar.update(rows.size)
         bar.close()
         seconds = time.perf_counter() - started
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_npy(path, emb)
-        atomic_write_json(meta_path, {**model_info(model).as_dict(), "segment": segment.model_dump(mode="json"),
-                                      "segments": len(table), "seconds": round(seconds, 2)})
-        log.info("embedded %d segments in %.1f s (cached in %s)", len(table), seconds, path)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_npy(path, emb)
+            atomic_write_json(meta_path, {**model_info(model).as_dict(), "segment": segment.model_dump(mode="json"),
+                                          "segments": len(table), "seconds": round(seconds, 2)})
+            log.info("embedded %d segments in %.1f s (cached in %s)", len(table), seconds, path)
+        except OSError as exc:  # a read-only or full cache: the run goes on, the next one embeds again
+            log.warning("embedded %d segments in %.1f s but could not cache them in %s (%s)", len(table), seconds,
+                        folder, exc)
         return cls(emb, table)
 
 
