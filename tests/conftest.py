@@ -109,3 +109,11 @@ def esc10_cv_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                                 "ensemble.voting=hard",
                                                 "ensemble.weighted=true", "eval.aggregate=vote"], show_progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def weights_env() -> Path:
+    """``EARMARK_WEIGHTS`` pointed at ../shared/weights for the whole session (skips when it is missing)."""
+    folder = shared_weights("mn04_as_mAP_432.pt").parent
+    os.environ["EARMARK_WEIGHTS"] = str(folder)
+    return folder

@@ -18,12 +18,14 @@ _torchvision_shim.apply()
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "train", "evaluate", "predict", "Predictor", "load_recipe", "make_demo_dataset"]
+__all__ = ["__version__", "train", "evaluate", "predict", "Predictor", "load_recipe", "make_demo_dataset", "tag",
+           "Tagger"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import load_recipe
     from .demo import make_demo_dataset
     from .inference.predictor import Predictor, predict
+    from .inference.tagger import Tagger, tag
     from .jobs.evaluate import evaluate
     from .jobs.train import train
 
@@ -41,6 +43,10 @@ def __getattr__(name: str) -> Any:  # lazy: `import earmark` stays cheap
         from .inference import predictor
 
         return getattr(predictor, name)
+    if name in ("Tagger", "tag"):
+        from .inference import tagger
+
+        return getattr(tagger, name)
     if name == "load_recipe":
         from .config import load_recipe
 

@@ -308,6 +308,9 @@ def serve(
     max_mb: Annotated[float, typer.Option("--max-mb", help="Largest upload in MB.")] = 50.0,
     max_duration: Annotated[float, typer.Option("--max-duration", help="Longest audio in seconds.")] = 600.0,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Requests predicting at once.")] = 2,
+    tagger: Annotated[Optional[str], typer.Option("--tagger", help="Also serve POST /v1/tag with this "
+                                                  "pretrained AudioSet model (e.g. mn04_as, or a weights file).")
+                      ] = None,
 ) -> None:
     """Serve a run over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, and a page at /."""
     import uvicorn
@@ -315,10 +318,52 @@ def serve(
     from .serve.app import ServeSettings, create_app
 
     settings = ServeSettings(max_upload_bytes=int(max_mb * 1e6), max_duration_s=max_duration,
-                             max_concurrent=concurrency, backend=backend)
+                             max_concurrent=concurrency, backend=backend, tagger=tagger)
     web = create_app(run, settings)
     typer.echo(f"serving {run} at http://{host}:{port}/  (Ctrl-C to stop)", err=True)
     uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def tag(
+    paths: Annotated[list[Path], typer.Argument(help="Audio files or folders, any length and format.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Pretrained AudioSet model: a checkpoint name "
+                                       "(looked up in $EARMARK_WEIGHTS, downloaded once) or a weights file.")
+                     ] = "mn04_as",
+    top: Annotated[int, typer.Option("--top", "-k", help="Labels per file (highest sigmoid scores).")] = 10,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="json or csv.")] = "json",
+    segments: Annotated[bool, typer.Option("--segments", help="Also tag each 10 s window (hop 5 s).")] = False,
+    aggregate: Annotated[str, typer.Option("--aggregate", help="A long file's score per label: max (default) "
+                                           "or mean of its 10 s windows.")] = "max",
+) -> None:
+    """Tag audio with the 527 AudioSet labels of a pretrained model (no training needed)."""
+    from .inference.tagger import Tagger, tags_csv
+
+    if fmt not in ("json", "csv"):
+        raise EarmarkError(f"--format must be json or csv, not {fmt!r}")
+    results = Tagger(model, aggregate=aggregate).tag(paths, top, segments)  # type: ignore[arg-type]
+    typer.echo(json.dumps(results, indent=2) if fmt == "json" else tags_csv(results, segments), nl=fmt == "json")
+    if results and all("error" in r for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def embed(
+    data: Annotated[Path, typer.Argument(help="Dataset folder (class folders, manifest.csv, or a known layout).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the .npy files and manifest.csv.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Pretrained AudioSet model (name or weights "
+                                       "file).")] = "mn04_as",
+    segments: Annotated[bool, typer.Option("--segments", help="Also write one embedding per window.")] = False,
+    window: Annotated[float, typer.Option("--window", help="Window length in seconds.")] = 10.0,
+    hop: Annotated[float, typer.Option("--hop", help="Hop between windows in seconds.")] = 5.0,
+    group: GroupOpt = None,
+) -> None:
+    """Write pretrained embeddings of every file (mean of its windows) and, with --segments, of every window."""
+    from .inference.embeddings import embed_dataset
+
+    info = embed_dataset(data, out, model, segments, window, hop, group)
+    typer.echo(f"{info['n_files']} files ({info['n_segments']} windows) embedded with {info['checkpoint']} "
+               f"({info['embed_dim']} dimensions), {info['n_skipped']} skipped, in {info['seconds']:.1f} s: {out}")
 
 
 def main() -> None:

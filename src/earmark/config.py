@@ -281,7 +281,7 @@ class Recipe(_Section):
 
             known = CHECKPOINTS.get(str(model["pretrained"]))
             name = model.get("name", ModelConfig.model_fields["name"].default)
-            if known is not None and known.model != name:
+            if known is not None and known.model != name and name not in ("probe", "probe_mlp"):  # probes: any mn
                 raise ValueError(f"model.pretrained={known.name} holds the weights of {known.model}, not of "
                                  f"model.name={name}; set model.name={known.model}")
             apply_frontend(data)

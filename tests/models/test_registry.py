@@ -38,12 +38,13 @@ def test_every_network_trains_a_step_with_the_right_shapes(name):
     torch.testing.assert_close(probs.sum(1), torch.ones(2))
 
 
-CLASSICAL = [n for n in list_models() if not get_spec(n).is_deep]
+CLASSICAL = list_models(family="classical")
+PROBES = list_models(family="probe")  # frozen pretrained network + head: tests/models/test_probe.py
 
 
 def test_the_parametrized_tests_cover_the_whole_registry():
     deep = [n for n in list_models() if get_spec(n).is_deep]
-    assert sorted(deep + CLASSICAL) == list_models()
+    assert sorted(deep + CLASSICAL + PROBES) == list_models() and PROBES == ["probe", "probe_mlp"]
     assert {"logreg", "knn", "gnb", "svm"} <= set(CLASSICAL)
     assert all(get_spec(n).family == "classical" and get_spec(n).input == "summary" for n in CLASSICAL)
 

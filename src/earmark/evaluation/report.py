@@ -19,6 +19,9 @@ def _model_line(r: "Recipe") -> str:
     from ..models.registry import get_spec
 
     spec = get_spec(r.model.name)
+    if spec.family == "probe":
+        return (f"- model: {r.model.name} (frozen pretrained {r.model.pretrained or 'mn04_as'} embeddings of each "
+                f"segment + a fitted head); members per fold: {r.ensemble.members}")
     if not spec.is_deep:
         return (f"- model: {r.model.name} (scikit-learn pipeline on summary features of each segment); "
                 f"members per fold: {r.ensemble.members}")

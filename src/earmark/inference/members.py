@@ -79,6 +79,10 @@ def load_member(run_path: Path, entry: MemberEntry | dict[str, Any], recipe: Rec
         from ..models.classical import ClassicalMember
 
         return ClassicalMember.load(folder, recipe, weight=entry.weight, name=entry.dir)
+    if entry.kind == "probe":
+        from ..models.probe import ProbeMember
+
+        return ProbeMember.load(folder, recipe, weight=entry.weight, name=entry.dir)
     raise RunError(f"unknown member kind {entry.kind!r} in {run_path / 'members.json'}")
 
 

@@ -68,10 +68,11 @@ def build_classifier(run_dir: str | Path | RunFolder) -> tuple[WaveformClassifie
     entries = run.members()
     if not entries:
         raise RunError(f"{run.path} has no trained members to export")
-    classical = [e.dir for e in entries if e.kind == "classical"]
+    classical = [e.dir for e in entries if e.kind in ("classical", "probe")]
     if classical:
-        raise RunError(f"{run.path}: members {classical} are classical scikit-learn models, which ONNX export "
-                       "does not support yet; export a run of neural networks, or predict with the torch backend")
+        raise RunError(f"{run.path}: members {classical} are classical scikit-learn models or probes, which ONNX "
+                       "export does not support yet; export a run of neural networks, or predict with the torch "
+                       "backend")
     nets = []
     for e in entries:
         member = load_member(run.path, e, recipe, len(labels), "cpu")

@@ -42,7 +42,7 @@ def efficientat_features() -> tuple[FeatureConfig, int]:
     """The EfficientAT front-end as a :class:`FeatureConfig` and its sample rate (32 kHz): pre-emphasis as a
     ``[-0.97, 1]`` convolution, centred STFT (n_fft 1024, 800-sample symmetric Hann, hop 320), ``|X|^2``,
     128 Kaldi mel filters 0-15000 Hz, ``log(x + 1e-5)``, then ``(x + 4.5) / 5``."""
-    return FeatureConfig(**FRONTEND), SAMPLE_RATE  # type: ignore[arg-type]
+    return FeatureConfig(**FRONTEND), SAMPLE_RATE
 
 
 def apply_frontend(settings: dict[str, Any]) -> list[str]:

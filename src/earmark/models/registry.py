@@ -34,7 +34,7 @@ class ModelSpec:
 
     @property
     def is_deep(self) -> bool:
-        return self.family != "classical"
+        return self.family not in ("classical", "probe")
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

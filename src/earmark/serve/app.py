@@ -51,6 +51,7 @@ class ServeSettings:
     max_concurrent: int = 2  # requests decoding and predicting at once (more wait their turn)
     backend: str = "torch"  # torch or onnx
     spectrogram_columns: int = 800
+    tagger: str | None = None  # a pretrained AudioSet checkpoint (name or path): adds POST /v1/tag (serve/tag.py)
 
 
 class ModelService:
@@ -185,6 +186,10 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None) -> Fa
                                                                  "Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if settings.tagger:  # POST /v1/tag with a pretrained AudioSet tagger (serve/tag.py)
+        from .tag import add_tag_route
+
+        add_tag_route(app, settings)
     log.info("serving %s (%d classes, backend %s); limits %s", service.predictor.run.path,
              len(service.predictor.labels), settings.backend, asdict(settings))
     return app

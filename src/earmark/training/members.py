@@ -73,6 +73,10 @@ def fit_member(recipe: Recipe, ds: "Dataset", fold: "Fold", train: np.ndarray, v
     """Train one member into ``folder`` (weights + member files); returns its fit information."""
     spec = get_spec(recipe.model.name)
     num_classes = len(ds.labels)
+    if spec.family == "probe":  # frozen pretrained network + fitted head (models/probe.py)
+        from ..models.probe import fit_probe
+
+        return {"kind": "probe", **fit_probe(recipe, ds.store, ds.label_index, train, val, folder, seed, num_classes)}
     if spec.is_deep:
         from ..inference.members import save_net
         from .fit import fit_network
