@@ -8,7 +8,10 @@ The maths, step by step (defaults are those of the singer-gender system, 16 kHz)
 3. a Hamming window (symmetric, as ``numpy.hamming``);
 4. the power spectrum of a 1024-point FFT, ``|X|^2 / n_fft`` (513 bins);
 5. 40 triangular mel filters (HTK mel scale) from 0 to 8000 Hz, evaluated at each bin's frequency;
-6. natural log, with energies floored at ``log_floor``.
+6. natural log, with energies floored at ``log_floor`` (or, with ``log_floor_db``, at each segment's
+   maximum minus that many dB, so scaling the input shifts every cell by the same constant);
+7. optionally (``segment_mean``) minus each segment's mean log energy, which removes that constant: the
+   features no longer depend on the input's level.
 
 Each step is a module holding its constant tables (window, mel matrix, DFT basis) as buffers, so the
 whole thing runs batched on CPU or GPU and exports to ONNX. The FFT runs as ``torch.fft.rfft``
@@ -162,14 +165,17 @@ class LogMelFilterBank(nn.Module):
         f_min, f_max: band edges in Hz (``f_max=None``: Nyquist).
         preemphasis: pre-emphasis coefficient (0 disables it).
         window: ``hamming``, ``hann`` or ``rectangular``.
-        log_floor: energies are floored here before the log.
+        log_floor: energies are floored here before the log (when ``log_floor_db`` is None).
+        log_floor_db: floor each segment's energies at its maximum minus this many dB instead (a digitally
+            silent segment is floored at the smallest positive float).
+        segment_mean: subtract each segment's mean log energy (over frames and bands).
         fft: ``rfft`` (fast) or ``matmul`` (matrix products only; ONNX friendly). Same results.
     """
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 40, n_fft: int = 1024, win_ms: float = 25.0,
                  hop_ms: float = 10.0, f_min: float = 0.0, f_max: float | None = 8000.0,
                  preemphasis: float = 0.97, window: Window = "hamming", log_floor: float = 1e-6,
-                 fft: FFTMode = "rfft") -> None:
+                 fft: FFTMode = "rfft", log_floor_db: float | None = None, segment_mean: bool = False) -> None:
         super().__init__()
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
@@ -177,7 +183,10 @@ class LogMelFilterBank(nn.Module):
             raise ValueError(f"n_mels must be positive, got {n_mels}")
         if log_floor <= 0:
             raise ValueError(f"log_floor must be positive, got {log_floor}")
+        if log_floor_db is not None and log_floor_db <= 0:
+            raise ValueError(f"log_floor_db must be positive, got {log_floor_db}")
         self.sample_rate, self.n_mels, self.log_floor = sample_rate, n_mels, float(log_floor)
+        self.log_floor_db, self.segment_mean = log_floor_db, bool(segment_mean)
         frame = int(round(win_ms * sample_rate / 1000))
         hop = int(round(hop_ms * sample_rate / 1000))
         self.preemphasis = PreEmphasis(preemphasis)
@@ -196,7 +205,14 @@ class LogMelFilterBank(nn.Module):
 
     def forward(self, wave: Tensor) -> Tensor:
         mel = self.mel(self.spectrogram(self.preemphasis(wave)))
-        return mel.clamp_min(self.log_floor).log().unsqueeze(1)
+        if self.log_floor_db is None:
+            logmel = mel.clamp_min(self.log_floor).log()
+        else:
+            peak = mel.amax(dim=(1, 2), keepdim=True) * 10.0 ** (-self.log_floor_db / 10.0)
+            logmel = torch.maximum(mel, peak.clamp_min(torch.finfo(mel.dtype).tiny)).log()
+        if self.segment_mean:
+            logmel = logmel - logmel.mean(dim=(1, 2), keepdim=True)
+        return logmel.unsqueeze(1)
 
 
 class MFCC(nn.Module):

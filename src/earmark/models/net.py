@@ -58,7 +58,8 @@ def build_frontend(cfg: FeatureConfig, sample_rate: int) -> nn.Module:
         return nn.Identity()
     kw: dict[str, Any] = dict(sample_rate=sample_rate, n_mels=cfg.n_mels, n_fft=cfg.n_fft, win_ms=cfg.win_ms,
                               hop_ms=cfg.hop_ms, f_min=cfg.f_min, f_max=cfg.f_max,
-                              preemphasis=cfg.preemphasis, window=cfg.window, log_floor=cfg.log_floor)
+                              preemphasis=cfg.preemphasis, window=cfg.window, log_floor=cfg.log_floor,
+                              log_floor_db=cfg.log_floor_db, segment_mean=cfg.segment_mean)
     if cfg.kind == "mfcc":
         return MFCC(n_mfcc=cfg.n_mfcc, **kw)
     return LogMelFilterBank(**kw)
