@@ -9,6 +9,7 @@ answer at 0 dB.
     python bench/loudness.py                   # every alternative (~30 min on 2 idle cores)
     python bench/loudness.py --only current,relative-floor+segment-mean
     python bench/loudness.py --quick           # tiny smoke version (minutes)
+    python bench/loudness.py --pretrained      # only the EfficientAT tagger (released weights) check
 
 Runs are kept under bench/out/loudness/ (an interrupted benchmark resumes, finished runs are only
 re-scored); results go to bench/out/loudness/results.json after every run and the table to
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -140,13 +142,107 @@ def table(results: list[dict[str, Any]], quick: bool) -> str:
     return body
 
 
+WEIGHTS = Path(os.environ.get("EARMARK_WEIGHTS") or ROOT.parent / "shared" / "weights")
+
+
+def pretrained_clips(n_esc10: int = 10) -> list[Path]:
+    """The weights' example clip and the first ESC-10 clip of each class (fold 1)."""
+    clips = [WEIGHTS / "metro_station-paris.wav"]
+    with (SHARED / "esc10" / "manifest.csv").open(newline="") as fh:
+        first: dict[str, Path] = {}
+        for row in csv.DictReader(fh):
+            first.setdefault(row["label"], SHARED / "esc10" / row["path"])
+    return clips + list(first.values())[:n_esc10]
+
+
+def pretrained_check(clips: list[Path], gains_db: tuple[float, ...] = GAINS_DB) -> dict[str, Any]:
+    """The released EfficientAT mn04 tagger with its own front-end (unchanged) on clips scaled by each gain:
+    top-1 agreement with 0 dB, the change of the 0 dB top-1 class's score, the largest change of any score,
+    and the share of mel cells where the front-end's log offset outweighs the energy."""
+    import torch
+
+    from earmark.audio.io import load_audio
+    from earmark.models.efficientat import build_mn, efficientat_features
+    from earmark.models.net import Standardize, build_frontend
+
+    cfg, sr = efficientat_features()
+    frontend, norm = build_frontend(cfg, sr), Standardize(cfg.n_mels, cfg.normalize, cfg.norm_offset, cfg.norm_scale)
+    net = build_mn(width_mult=0.4, num_classes=527)
+    net.load_state_dict(torch.load(WEIGHTS / "mn04_as_mAP_432.pt", map_location="cpu", weights_only=True))
+    net.eval()
+    with (WEIGHTS / "audioset_class_labels_indices.csv").open(newline="") as fh:
+        names = [row["display_name"] for row in csv.DictReader(fh)]
+    per_clip = []
+    for clip in clips:
+        wave = load_audio(clip, sr)
+        scores, offset_share = {}, {}
+        for g in gains_db:
+            x = torch.from_numpy(wave * np.float32(10.0 ** (g / 20.0)))[None]
+            with torch.no_grad():
+                logmel = frontend(x)
+                scores[g] = torch.sigmoid(net(norm(logmel).transpose(2, 3)))[0].numpy()
+            offset_share[g] = float((logmel.exp() - cfg.log_offset < cfg.log_offset).float().mean())
+        top = int(scores[gains_db[0]].argmax())
+        per_clip.append({"clip": clip.name, "top1": names[top], **{f"{g:g}": {
+            "top1": names[int(scores[g].argmax())], "top1_score": float(scores[g][top]),
+            "max_change": float(np.abs(scores[g] - scores[gains_db[0]]).max()),
+            "offset_share": offset_share[g]} for g in gains_db}})
+    summary = {f"{g:g}": {"agreement": float(np.mean([c[f"{g:g}"]["top1"] == c["top1"] for c in per_clip])),
+                          "mean_top1_change": float(np.mean([c[f"{g:g}"]["top1_score"] - c[f"{gains_db[0]:g}"]["top1_score"]
+                                                             for c in per_clip])),
+                          "mean_max_change": float(np.mean([c[f"{g:g}"]["max_change"] for c in per_clip])),
+                          "offset_share": float(np.mean([c[f"{g:g}"]["offset_share"] for c in per_clip]))}
+               for g in gains_db}
+    return {"clips": per_clip, "summary": summary}
+
+
+def pretrained_table(check: dict[str, Any]) -> str:
+    s = check["summary"]
+    rows = [[f"{g:g} dB", f"{100 * s[f'{g:g}']['agreement']:.0f}%", f"{s[f'{g:g}']['mean_top1_change']:+.3f}",
+             f"{s[f'{g:g}']['mean_max_change']:.3f}", f"{100 * s[f'{g:g}']['offset_share']:.0f}%"] for g in GAINS_DB]
+    metro = check["clips"][0]
+    return ("\n\n### The pretrained EfficientAT front-end (mn04 tagger, released AudioSet weights)\n\n"
+            f"The released `mn04_as` checkpoint with its own front-end (`log(x + 1e-5)`, then `(x + 4.5) / 5`; "
+            f"unchanged, it must match the checkpoint) on {len(check['clips'])} clips (the weights' metro example "
+            "and the first ESC-10 clip of each class), each whole and scaled by the gain:\n\n"
+            + md_table(["gain", "top-1 agrees with 0 dB", "mean change of the 0 dB top-1 score",
+                        "mean largest change of any of the 527 scores", "mel cells where the offset outweighs the energy"],
+                       rows)
+            + f"\n\nMetro clip: top-1 {metro['top1']} ({metro['0']['top1_score']:.2f}) at 0 dB; at -20 dB "
+            f"{metro['-20']['top1']} ({metro['-20']['top1_score']:.2f} for {metro['top1']}); at -40 dB "
+            f"{metro['-40']['top1']} ({metro['-40']['top1_score']:.2f}).\n")
+
+
+def write_report(out: Path, quick: bool) -> Path:
+    """docs/benchmarks/loudness[-quick].md from every result in ``out``."""
+    suffix = "-quick" if quick else ""
+    every = all_results(out, suffix)
+    check_path = out / "pretrained.json"
+    check = json.loads(check_path.read_text()) if check_path.is_file() else None
+    body = table(every, quick) + (pretrained_table(check) if check else "")
+    return write_section("loudness" + suffix, "Loudness: answers of quieter inputs", body,
+                         {"results": every, "epochs": 1 if quick else EPOCHS, "quick": quick, "pretrained": check})
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default=",".join(ALTERNATIVES), help="comma-separated alternatives")
     ap.add_argument("--protocols", default=",".join(PROTOCOLS), help="comma-separated protocols")
     ap.add_argument("--quick", action="store_true", help="tiny smoke version")
+    ap.add_argument("--pretrained", action="store_true", help="only the EfficientAT tagger check")
+    ap.add_argument("--report", action="store_true", help="only rewrite the section from finished results")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "loudness")
     args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.pretrained or not (args.report or args.quick):
+        t0 = time.perf_counter()
+        check = pretrained_check(pretrained_clips())
+        check["wall_s"] = time.perf_counter() - t0
+        (args.out / "pretrained.json").write_text(json.dumps(check, indent=2) + "\n")
+        print(f"[loudness] EfficientAT mn04: {json.dumps(check['summary'])}", flush=True)
+    if args.pretrained or args.report:
+        print(f"wrote {write_report(args.out, args.quick)}")
+        return
     suffix = "-quick" if args.quick else ""
     # one results file per protocol set, so protocols can run as parallel processes into the same folder
     results_path = args.out / f"results{suffix}-{args.protocols.replace(',', '+')}.json"
@@ -159,11 +255,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{g:g} dB {100 * r[f'{g:g}']['accuracy']:.1f}% (changed {100 * r[f'{g:g}']['changed']:.1f}%)"
                 for g in GAINS_DB) + f"; trained in {r['train_wall_s'] / 60:.1f} min", flush=True)
             results.append(r)
-            args.out.mkdir(parents=True, exist_ok=True)
             results_path.write_text(json.dumps(results, indent=2) + "\n")  # a partial run is still usable
-            every = all_results(args.out, suffix)
-            write_section("loudness" + suffix, "Loudness: answers of quieter inputs", table(every, args.quick),
-                          {"results": every, "epochs": 1 if args.quick else EPOCHS, "quick": args.quick})
+            write_report(args.out, args.quick)
 
 
 def all_results(out: Path, suffix: str) -> list[dict[str, Any]]:
