@@ -72,6 +72,14 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
+def shared_weights(name: str) -> Path:
+    """A file of ../shared/weights (beside ../shared/data): the real EfficientAT checkpoint, its labels, a clip."""
+    path = SHARED.parent / "weights" / name
+    if not path.is_file():
+        pytest.skip(f"../shared/weights/{name} is not available")
+    return path
+
+
 @pytest.fixture(scope="session")
 def fsdd_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny finished run on real spoken digits (FSDD, 3 files per digit, 8 kHz, 1 epoch, one member, two

@@ -71,16 +71,27 @@ class FeatureConfig(_Section):
     log_floor: float = Field(1e-6, gt=0, description="Energies are floored here before the log (log_floor_db=None).")
     log_floor_db: float | None = Field(
         80.0, gt=0, description="Floor each segment's energies at its maximum minus this many dB instead of at "
-        "log_floor, so a quieter input floors the same cells (None: the fixed log_floor)."
+        "log_floor, so a quieter input floors the same cells (None: the fixed log_floor; unused with log_offset)."
     )
     segment_mean: bool = Field(
         True, description="Subtract each segment's mean log energy: the features then do not depend on the "
-        "input's level (with log_floor_db, exactly)."
+        "input's level (with log_floor_db, exactly; unused with log_offset)."
     )
     n_mfcc: int = Field(20, gt=0)
-    normalize: Literal["band", "global", "none"] = Field(
-        "band", description="Standardise with statistics of the training data, per mel band or global."
+    normalize: Literal["band", "global", "none", "fixed"] = Field(
+        "band", description="Standardise with statistics of the training data, per mel band or global; fixed: "
+        "(x + norm_offset) / norm_scale (the constants a pretrained network was trained with)."
     )
+    norm_offset: float = Field(0.0, description="normalize=fixed: added to the log energies.")
+    norm_scale: float = Field(1.0, gt=0, description="normalize=fixed: then divided by this.")
+    preemphasis_mode: Literal["keep_first", "valid"] = Field(
+        "keep_first", description="valid: y[t] = x[t+1] - c x[t], one sample shorter (EfficientAT).")
+    center: bool = Field(False, description="Centred frames with reflect padding (torch.stft center=True).")
+    power_norm: bool = Field(True, description="Divide the power spectrum by n_fft.")
+    mel_filters: Literal["htk", "kaldi"] = Field(
+        "htk", description="htk: triangles on the bin frequencies; kaldi: triangles in the mel domain (Kaldi).")
+    log_offset: float | None = Field(
+        None, gt=0, description="log(x + log_offset) instead of flooring at log_floor (None: the floor).")
     image_size: int | None = Field(
         None, gt=0, description="Resize the spectrogram to a square image (for ImageNet backbones)."
     )

@@ -25,3 +25,7 @@ class ConfigError(EarmarkError):
 
 class RunError(EarmarkError):
     """A run folder is missing, incomplete or inconsistent."""
+
+
+class WeightsError(ConfigError):
+    """Pretrained weights are missing, cannot be downloaded, or fail their checksum."""

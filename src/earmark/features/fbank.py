@@ -19,6 +19,20 @@ whole thing runs batched on CPU or GPU and exports to ONNX. The FFT runs as ``to
 (``fft="matmul"``: plain matrix products, used for ONNX export); both give the same numbers.
 
 Shapes: waveforms ``(batch, samples)``; features ``(batch, 1, frames, mels)``.
+
+Options for front-ends of pretrained networks (all off by default; the EfficientAT models use every one,
+see :func:`earmark.models.efficientat.efficientat_features`):
+
+- ``preemphasis_mode="valid"``: ``y[t] = x[t+1] - coef * x[t]``, one sample shorter (a ``[-coef, 1]``
+  convolution without padding, as EfficientAT does);
+- ``center=True``: frames centred on ``t * hop`` with reflect padding, as ``torch.stft(center=True)``; a
+  window shorter than ``n_fft`` sits in the middle of the FFT frame, which changes only the phase, so the
+  power spectrum is that of the zero-padded frame; ``S`` samples give ``1 + S // hop`` frames;
+- ``power_norm=False``: ``|X|^2`` without the ``/ n_fft``;
+- ``mel_filters="kaldi"``: Kaldi's bank (``torchaudio.compliance.kaldi.get_mel_banks``): mel
+  ``1127 ln(1 + f / 700)``, triangles linear in mel over the bins ``0 .. n_fft/2 - 1``, a zero column for
+  the Nyquist bin; filters narrower than a bin may be empty (as in Kaldi);
+- ``log_offset``: ``log(x + log_offset)`` instead of the floor.
 """
 from __future__ import annotations
 
@@ -31,6 +45,8 @@ from torch import Tensor, nn
 
 Window = Literal["hamming", "hann", "rectangular"]
 FFTMode = Literal["rfft", "matmul"]
+PreemphasisMode = Literal["keep_first", "valid"]
+MelFilters = Literal["htk", "kaldi"]
 
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
@@ -62,6 +78,24 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0
     return bank.T.astype(np.float32)
 
 
+def kaldi_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0,
+                         f_max: float | None = None) -> np.ndarray:
+    """Kaldi's mel filters (as ``torchaudio.compliance.kaldi.get_mel_banks`` without VTLN, plus a zero
+    Nyquist column), shape ``(n_fft // 2 + 1, n_mels)``: triangles linear in ``1127 ln(1 + f / 700)``."""
+    nyquist = sample_rate / 2
+    f_max = nyquist if f_max is None else (f_max + nyquist if f_max <= 0 else f_max)
+    if not 0 <= f_min < f_max <= nyquist + 1e-6:
+        raise ValueError(f"need 0 <= f_min < f_max <= sample_rate/2, got f_min={f_min}, f_max={f_max}, "
+                         f"sample_rate={sample_rate}")
+    mel_lo, mel_hi = (1127.0 * np.log1p(np.float64(f) / 700.0) for f in (f_min, f_max))
+    delta = (mel_hi - mel_lo) / (n_mels + 1)
+    left = mel_lo + np.arange(n_mels, dtype=np.float64)[:, None] * delta
+    centre, right = left + delta, left + 2 * delta
+    mel = 1127.0 * np.log1p(np.arange(n_fft // 2, dtype=np.float64) * (sample_rate / n_fft) / 700.0)[None, :]
+    bank = np.maximum(0.0, np.minimum((mel - left) / (centre - left), (right - mel) / (right - centre)))
+    return np.pad(bank, ((0, 0), (0, 1))).T.astype(np.float32)
+
+
 def make_window(kind: Window, length: int) -> np.ndarray:
     if kind == "hamming":
         return np.hamming(length).astype(np.float32)
@@ -80,15 +114,20 @@ def num_frames(n_samples: int, frame_length: int, hop_length: int) -> int:
 
 
 class PreEmphasis(nn.Module):
-    """``y[t] = x[t] - coef * x[t-1]``, on ``(batch, samples)``."""
+    """``y[t] = x[t] - coef * x[t-1]``, on ``(batch, samples)``; ``mode="valid"``: ``t >= 1`` only (one
+    sample shorter, ``y[0] = x[1] - coef * x[0]``)."""
 
-    def __init__(self, coef: float = 0.97) -> None:
+    def __init__(self, coef: float = 0.97, mode: PreemphasisMode = "keep_first") -> None:
         super().__init__()
         if not 0.0 <= coef < 1.0:
             raise ValueError(f"pre-emphasis coefficient must be in [0, 1), got {coef}")
-        self.coef = float(coef)
+        if mode not in ("keep_first", "valid"):
+            raise ValueError(f"pre-emphasis mode must be keep_first or valid, got {mode!r}")
+        self.coef, self.mode = float(coef), mode
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "valid":
+            return x[:, 1:] - self.coef * x[:, :-1]
         if self.coef == 0.0:
             return x
         return torch.cat([x[:, :1], x[:, 1:] - self.coef * x[:, :-1]], dim=1)
@@ -98,14 +137,14 @@ class PowerSpectrogram(nn.Module):
     """Frames, window and ``|FFT|^2 / n_fft``: ``(batch, samples)`` -> ``(batch, frames, n_fft//2+1)``."""
 
     def __init__(self, frame_length: int, hop_length: int, n_fft: int, window: Window = "hamming",
-                 fft: FFTMode = "rfft") -> None:
+                 fft: FFTMode = "rfft", center: bool = False, power_norm: bool = True) -> None:
         super().__init__()
         if frame_length <= 0 or hop_length <= 0:
             raise ValueError(f"frame and hop lengths must be positive, got {frame_length}, {hop_length}")
         if n_fft < frame_length:
             raise ValueError(f"n_fft={n_fft} must be at least the frame length {frame_length}")
         self.frame_length, self.hop_length, self.n_fft = frame_length, hop_length, n_fft
-        self.fft = fft
+        self.fft, self.center, self.power_norm = fft, center, power_norm
         win = make_window(window, frame_length)
         self.register_buffer("window", torch.from_numpy(win), persistent=False)
         # Windowed real DFT basis over the frame (the zero padding to n_fft adds nothing), as a conv kernel.
@@ -120,8 +159,19 @@ class PowerSpectrogram(nn.Module):
     def n_freqs(self) -> int:
         return self.n_fft // 2 + 1
 
+    def center_pad(self) -> tuple[int, int]:
+        """Reflect padding (left, right) of ``center=True``: ``torch.stft``'s ``n_fft // 2`` each side, less
+        what falls outside the window centred in the FFT frame."""
+        offset = (self.n_fft - self.frame_length) // 2
+        half = self.n_fft // 2
+        return half - offset, half - (self.n_fft - self.frame_length - offset)
+
     def pad(self, x: Tensor) -> Tensor:
-        """Zero-pad the end so the last frame is complete (works on symbolic lengths for export)."""
+        """Zero-pad the end so the last frame is complete (works on symbolic lengths for export); with
+        ``center``, reflect-pad both ends instead (the signal must be longer than the padding)."""
+        if self.center:
+            left, right = self.center_pad()
+            return nn.functional.pad(x[:, None], (left, right), mode="reflect")[:, 0]
         n, frame, hop = x.shape[-1], self.frame_length, self.hop_length
         extra = frame - n if n <= frame else (frame - n) % hop
         return nn.functional.pad(x, (0, extra))
@@ -138,16 +188,19 @@ class PowerSpectrogram(nn.Module):
             out = nn.functional.conv1d(x[:, None, :], self.dft_basis, stride=self.hop_length)
             re, im = out[:, : self.n_freqs], out[:, self.n_freqs:]
             power = (re.square() + im.square()).transpose(1, 2)
-        return power / self.n_fft
+        return power / self.n_fft if self.power_norm else power
 
 
 class MelScale(nn.Module):
     """Power spectrum ``(..., n_freqs)`` -> mel energies ``(..., n_mels)``."""
 
     def __init__(self, sample_rate: int, n_fft: int, n_mels: int = 40, f_min: float = 0.0,
-                 f_max: float | None = None) -> None:
+                 f_max: float | None = None, filters: MelFilters = "htk") -> None:
         super().__init__()
-        bank = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max)
+        if filters not in ("htk", "kaldi"):
+            raise ValueError(f"mel filters must be htk or kaldi, got {filters!r}")
+        make = kaldi_mel_filterbank if filters == "kaldi" else mel_filterbank
+        bank = make(sample_rate, n_fft, n_mels, f_min, f_max)
         self.register_buffer("fb", torch.from_numpy(bank), persistent=False)
 
     def forward(self, power: Tensor) -> Tensor:
@@ -168,14 +221,22 @@ class LogMelFilterBank(nn.Module):
         log_floor: energies are floored here before the log (when ``log_floor_db`` is None).
         log_floor_db: floor each segment's energies at its maximum minus this many dB instead (a digitally
             silent segment is floored at the smallest positive float).
-        segment_mean: subtract each segment's mean log energy (over frames and bands).
+        segment_mean: subtract each segment's mean log energy (over frames and bands). Neither this nor
+            ``log_floor_db`` applies with ``log_offset`` (a pretrained network's front-end is kept exact).
         fft: ``rfft`` (fast) or ``matmul`` (matrix products only; ONNX friendly). Same results.
+        preemphasis_mode: ``keep_first`` (``y[0] = x[0]``) or ``valid`` (one sample shorter).
+        center: centred frames with reflect padding (``torch.stft(center=True)``).
+        power_norm: divide the power spectrum by ``n_fft``.
+        mel_filters: ``htk`` (triangles on the bin frequencies) or ``kaldi``.
+        log_offset: take ``log(x + log_offset)`` instead of flooring at ``log_floor``.
     """
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 40, n_fft: int = 1024, win_ms: float = 25.0,
                  hop_ms: float = 10.0, f_min: float = 0.0, f_max: float | None = 8000.0,
                  preemphasis: float = 0.97, window: Window = "hamming", log_floor: float = 1e-6,
-                 fft: FFTMode = "rfft", log_floor_db: float | None = None, segment_mean: bool = False) -> None:
+                 fft: FFTMode = "rfft", preemphasis_mode: PreemphasisMode = "keep_first", center: bool = False,
+                 power_norm: bool = True, mel_filters: MelFilters = "htk", log_offset: float | None = None,
+                 log_floor_db: float | None = None, segment_mean: bool = False) -> None:
         super().__init__()
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
@@ -183,15 +244,18 @@ class LogMelFilterBank(nn.Module):
             raise ValueError(f"n_mels must be positive, got {n_mels}")
         if log_floor <= 0:
             raise ValueError(f"log_floor must be positive, got {log_floor}")
+        if log_offset is not None and log_offset <= 0:
+            raise ValueError(f"log_offset must be positive, got {log_offset}")
         if log_floor_db is not None and log_floor_db <= 0:
             raise ValueError(f"log_floor_db must be positive, got {log_floor_db}")
         self.sample_rate, self.n_mels, self.log_floor = sample_rate, n_mels, float(log_floor)
+        self.log_offset = None if log_offset is None else float(log_offset)
         self.log_floor_db, self.segment_mean = log_floor_db, bool(segment_mean)
         frame = int(round(win_ms * sample_rate / 1000))
         hop = int(round(hop_ms * sample_rate / 1000))
-        self.preemphasis = PreEmphasis(preemphasis)
-        self.spectrogram = PowerSpectrogram(frame, hop, n_fft, window, fft)
-        self.mel = MelScale(sample_rate, n_fft, n_mels, f_min, f_max)
+        self.preemphasis = PreEmphasis(preemphasis, preemphasis_mode)
+        self.spectrogram = PowerSpectrogram(frame, hop, n_fft, window, fft, center, power_norm)
+        self.mel = MelScale(sample_rate, n_fft, n_mels, f_min, f_max, mel_filters)
 
     @property
     def hop_length(self) -> int:
@@ -201,10 +265,16 @@ class LogMelFilterBank(nn.Module):
         self.spectrogram.fft = mode
 
     def num_frames(self, n_samples: int) -> int:
+        if self.preemphasis.mode == "valid":
+            n_samples -= 1
+        if self.spectrogram.center:
+            return 1 + n_samples // self.spectrogram.hop_length
         return num_frames(n_samples, self.spectrogram.frame_length, self.spectrogram.hop_length)
 
     def forward(self, wave: Tensor) -> Tensor:
         mel = self.mel(self.spectrogram(self.preemphasis(wave)))
+        if self.log_offset is not None:  # a pretrained network's front-end: exactly its maths
+            return (mel + self.log_offset).log().unsqueeze(1)
         if self.log_floor_db is None:
             logmel = mel.clamp_min(self.log_floor).log()
         else:

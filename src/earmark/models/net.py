@@ -16,19 +16,20 @@ from .registry import create_model, get_spec
 
 
 class Standardize(nn.Module):
-    """``(x - mean) / std`` with statistics of the training data, per band (last axis) or global."""
+    """``(x - mean) / std`` with statistics of the training data, per band (last axis) or global; ``fixed``:
+    ``(x + offset) / scale`` with given constants (never fitted)."""
 
-    def __init__(self, n_bands: int, mode: str = "band") -> None:
+    def __init__(self, n_bands: int, mode: str = "band", offset: float = 0.0, scale: float = 1.0) -> None:
         super().__init__()
         self.mode = mode
         size = n_bands if mode == "band" else 1
-        self.register_buffer("mean", torch.zeros(size))
-        self.register_buffer("std", torch.ones(size))
+        self.register_buffer("mean", torch.full((size,), -offset if mode == "fixed" else 0.0))
+        self.register_buffer("std", torch.full((size,), scale if mode == "fixed" else 1.0))
 
     @torch.no_grad()
     def fit(self, feats: Tensor) -> None:
         """Set the statistics from features ``(N, C, frames, bands)``."""
-        if self.mode == "none":
+        if self.mode in ("none", "fixed"):
             return
         dims = (0, 1, 2) if self.mode == "band" else tuple(range(feats.dim()))
         self.mean.copy_(feats.mean(dim=dims).reshape(self.mean.shape))
@@ -59,6 +60,8 @@ def build_frontend(cfg: FeatureConfig, sample_rate: int) -> nn.Module:
     kw: dict[str, Any] = dict(sample_rate=sample_rate, n_mels=cfg.n_mels, n_fft=cfg.n_fft, win_ms=cfg.win_ms,
                               hop_ms=cfg.hop_ms, f_min=cfg.f_min, f_max=cfg.f_max,
                               preemphasis=cfg.preemphasis, window=cfg.window, log_floor=cfg.log_floor,
+                              preemphasis_mode=cfg.preemphasis_mode, center=cfg.center, power_norm=cfg.power_norm,
+                              mel_filters=cfg.mel_filters, log_offset=cfg.log_offset,
                               log_floor_db=cfg.log_floor_db, segment_mean=cfg.segment_mean)
     if cfg.kind == "mfcc":
         return MFCC(n_mfcc=cfg.n_mfcc, **kw)
@@ -102,7 +105,7 @@ def build_net(recipe: Recipe, num_classes: int) -> EarmarkNet:
         if feats.kind == "waveform":
             raise ValueError(f"model {spec.name} takes spectrograms; set features.kind to logmel or mfcc")
         frontend = build_frontend(feats, recipe.audio.sample_rate)
-        norm = Standardize(n_bands(feats), feats.normalize)
+        norm = Standardize(n_bands(feats), feats.normalize, feats.norm_offset, feats.norm_scale)
         image = ToImage(feats.image_size, feats.image_channels) if feats.image_size else nn.Identity()
         in_chans = feats.image_channels if feats.image_size else 1
     backbone = create_model(spec.name, num_classes, in_chans=in_chans, dropout=recipe.model.dropout,

@@ -1,4 +1,8 @@
-"""Pretrained weights from a local file (``model.pretrained: PATH``): load, adapt, replace the head.
+"""Pretrained weights (``model.pretrained: NAME`` or ``PATH``, ``model.weights: PATH``): load, adapt, replace
+the head.
+
+A name (``mn04_as``) is a known checkpoint found or downloaded by :mod:`earmark.models.weights` (sha256
+checked); a path is a local file.
 
 The file is a safetensors file or a torch checkpoint read with ``weights_only=True`` (no pickled code
 runs): a bare state dict, or one nested under ``state_dict`` / ``model`` / ``model_state_dict`` /
@@ -13,24 +17,20 @@ so an ImageNet checkpoint of a timm model, a Lightning checkpoint or another ear
   initialisation when its shape differs (another number of classes); any other tensor whose shape differs
   is skipped and reported.
 
-Nothing is ever downloaded.
+Nothing is downloaded except a named checkpoint (see :mod:`.weights`).
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-_NESTED = ("state_dict", "model_state_dict", "model", "module", "net", "ema", "state_dict_ema", "weights", "params")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class PretrainedReport:
     """What :func:`load_pretrained` did with each tensor of the file."""
 
     path: str
+    checkpoint: str | None = None                             # the known checkpoint's name, if one was named
     loaded: list[str] = field(default_factory=list)
     adapted: list[str] = field(default_factory=list)          # first convolution, channels adapted
     skipped: dict[str, str] = field(default_factory=dict)     # key -> reason (head, shape mismatch)
@@ -47,7 +48,8 @@ class PretrainedReport:
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly account (recorded in the member's information)."""
-        return {"path": self.path, "prefix_stripped": self.prefix, "loaded": len(self.loaded),
+        return {"path": self.path, **({"checkpoint": self.checkpoint} if self.checkpoint else {}),
+                "prefix_stripped": self.prefix, "loaded": len(self.loaded),
                 "adapted": self.adapted, "skipped": self.skipped, "missing": self.missing[:20],
                 "n_missing": len(self.missing), "n_unused": len(self.unused), "unused": self.unused[:20]}
 
@@ -65,34 +67,10 @@ class PretrainedReport:
 
 
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """The tensors of a weights file (safetensors, or a torch checkpoint loaded with ``weights_only``)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"model.pretrained: {path} does not exist; give the path of a local weights file "
-                          "(.safetensors, .pt, .pth or .ckpt); nothing is downloaded")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    """The tensors of a weights file (see :func:`earmark.models.weights.load_state_dict_file`)."""
+    from .weights import load_state_dict_file
 
-            obj: Any = load_file(str(path), device="cpu")
-        else:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise ConfigError(f"model.pretrained: cannot read {path} as safetensors or as a torch state dict loaded "
-                          f"with weights_only=True ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                          "save plain tensors, e.g. torch.save(model.state_dict(), path)") from None
-    for _ in range(3):  # unwrap {"state_dict": {...}} and the like
-        if isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
-            inner = next((obj[k] for k in _NESTED if isinstance(obj.get(k), Mapping)), None)
-            if inner is None:
-                break
-            obj = inner
-    if not isinstance(obj, Mapping):
-        raise ConfigError(f"model.pretrained: {path} holds a {type(obj).__name__}, not a dict of tensors")
-    tensors = {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}
-    if not tensors:
-        raise ConfigError(f"model.pretrained: {path} holds no tensors (keys: {sorted(obj)[:8]})")
-    return tensors
+    return load_state_dict_file(path)
 
 
 def _strip_prefix(keys: list[str], targets: set[str]) -> str:
@@ -147,11 +125,15 @@ def adapt_channels(weight: Tensor, in_chans: int) -> Tensor:
     return out.to(weight.dtype)
 
 
-def load_pretrained(model: nn.Module, path: str | Path) -> PretrainedReport:
-    """Load a local weights file into ``model`` (a backbone) in place; returns what was loaded or skipped."""
+def load_pretrained(model: nn.Module, source: str | Path) -> PretrainedReport:
+    """Load weights into ``model`` (a backbone) in place: a known checkpoint name (found or downloaded, hash
+    checked) or a local file; returns what was loaded or skipped."""
+    from .weights import is_checkpoint_name, resolve_weights
+
+    path = resolve_weights(source)
     state = read_state_dict(path)
     own = model.state_dict()
-    report = PretrainedReport(str(path))
+    report = PretrainedReport(str(path), checkpoint=str(source) if is_checkpoint_name(source) else None)
     report.prefix = _strip_prefix(list(state), set(own))
     renamed = {(k[len(report.prefix):] if report.prefix and k.startswith(report.prefix) else k): v
                for k, v in state.items()}

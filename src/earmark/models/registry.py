@@ -53,7 +53,7 @@ def register_model(name: str | None = None, *, family: str, input: ModelInput = 
 
 
 def _ensure_loaded() -> None:
-    from . import backbones, classical, cnn, crnn, raw1d  # noqa: F401  (modules register on import)
+    from . import backbones, classical, cnn, crnn, efficientat, raw1d  # noqa: F401  (modules register on import)
 
 
 def get_spec(name: str) -> ModelSpec:
