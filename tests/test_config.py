@@ -94,6 +94,9 @@ def test_old_run_config_loads_with_the_old_front_end(tmp_path):
     assert old.features.log_floor == 1e-6 and old.features.n_mels == 64  # what it did state is kept
     frontend = build_net(old, 3).frontend
     assert frontend.log_floor_db is None and frontend.segment_mean is False
+    (tmp_path / "old-run" / "run.json").write_text("{}")  # retraining from an old run's own config.yaml
+    again = load_recipe(str(tmp_path / "old-run" / "config.yaml"), ["train.epochs=3"])
+    assert again.features.log_floor_db is None and again.features.segment_mean is False
 
 
 def test_saved_recipe_round_trips_with_its_format(tmp_path):

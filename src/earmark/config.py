@@ -413,5 +413,8 @@ def load_recipe(name_or_path: str = "default", overrides: list[str] | None = Non
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {source} must be a mapping of sections")
     data.setdefault("name", Path(source).stem if source.endswith((".yaml", ".yml")) else source)
-    data.setdefault("recipe_format", RECIPE_FORMAT)  # a hand-written recipe gets today's defaults
+    source_path = Path(source)
+    if not (source_path.name == "config.yaml" and (source_path.parent / "run.json").is_file()):
+        data.setdefault("recipe_format", RECIPE_FORMAT)  # a hand-written recipe gets today's defaults; a run's
+        # own config.yaml (beside its run.json) without a format is an older run's and keeps its behaviour
     return recipe_from_dict(apply_overrides(data, overrides), source)
