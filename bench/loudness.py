@@ -59,6 +59,10 @@ ALTERNATIVES: dict[str, tuple[list[str], str]] = {
     "relative-floor": (_REL_FLOOR + _NO_MEAN + _GAIN6, "floor at segment max - 80 dB"),
     "low-floor+segment-mean": (_LOW_FLOOR + _MEAN + _GAIN6, "floor 1e-10, minus the segment's mean log energy"),
     "gain30": (_OLD_FLOOR + _NO_MEAN + _GAIN30, "floor 1e-6, gain augmentation ±30 dB"),
+    # the same two front-ends trained from another seed (same folds): how much clean accuracy moves by chance
+    "current-seed1": (_OLD_FLOOR + _NO_MEAN + _GAIN6 + ["seed=1", "split.seed=0"], "as `current`, seed 1"),
+    "relative-floor+segment-mean-seed1": (_REL_FLOOR + _MEAN + _GAIN6 + ["seed=1", "split.seed=0"],
+                                          "as `relative-floor+segment-mean`, seed 1"),
 }
 
 
