@@ -47,13 +47,16 @@ _LOW_FLOOR = ["features.log_floor=1e-10", "features.log_floor_db=null"]
 _REL_FLOOR = ["features.log_floor=1e-6", "features.log_floor_db=80"]
 _GAIN6 = ["augment.gain.min_db=-6", "augment.gain.max_db=6"]
 _GAIN30 = ["augment.gain.min_db=-30", "augment.gain.max_db=30"]
-_NO_MEAN, _MEAN = ["features.segment_mean=false"], ["features.segment_mean=true"]
+_NO_MEAN, _MEAN = ["features.segment_norm=none"], ["features.segment_norm=mean"]
+_MAX = ["features.segment_norm=max"]
 
 # name: (overrides, description); in order of interest, so a partial benchmark answers the main question
 ALTERNATIVES: dict[str, tuple[list[str], str]] = {
     "current": (_OLD_FLOOR + _NO_MEAN + _GAIN6, "floor 1e-6, gain ±6 dB (the front-end before this change)"),
     "relative-floor+segment-mean": (_REL_FLOOR + _MEAN + _GAIN6,
                                     "floor at segment max - 80 dB, minus the segment's mean log energy"),
+    "relative-floor+segment-max": (_REL_FLOOR + _MAX + _GAIN6,
+                                   "floor at segment max - 80 dB, minus the segment's largest log energy"),
     "low-floor+gain30": (_LOW_FLOOR + _NO_MEAN + _GAIN30, "floor 1e-10, gain augmentation ±30 dB"),
     "low-floor": (_LOW_FLOOR + _NO_MEAN + _GAIN6, "floor 1e-10"),
     "relative-floor": (_REL_FLOOR + _NO_MEAN + _GAIN6, "floor at segment max - 80 dB"),
@@ -212,9 +215,10 @@ def pretrained_table(check: dict[str, Any]) -> str:
             + md_table(["gain", "top-1 agrees with 0 dB", "mean change of the 0 dB top-1 score",
                         "mean largest change of any of the 527 scores", "mel cells where the offset outweighs the energy"],
                        rows)
-            + f"\n\nMetro clip: top-1 {metro['top1']} ({metro['0']['top1_score']:.2f}) at 0 dB; at -20 dB "
-            f"{metro['-20']['top1']} ({metro['-20']['top1_score']:.2f} for {metro['top1']}); at -40 dB "
-            f"{metro['-40']['top1']} ({metro['-40']['top1_score']:.2f}).\n")
+            + f"\n\nMetro clip: {metro['top1']} scores {metro['0']['top1_score']:.2f} at 0 dB, "
+            f"{metro['-20']['top1_score']:.2f} at -20 dB (top-1 {metro['-20']['top1']}) and "
+            f"{metro['-40']['top1_score']:.2f} at -40 dB (top-1 {metro['-40']['top1']}). "
+            f"Wall time of the check: {check.get('wall_s', 0):.0f} s.\n")
 
 
 def write_report(out: Path, quick: bool) -> Path:

@@ -73,9 +73,9 @@ class FeatureConfig(_Section):
         80.0, gt=0, description="Floor each segment's energies at its maximum minus this many dB instead of at "
         "log_floor, so a quieter input floors the same cells (None: the fixed log_floor; unused with log_offset)."
     )
-    segment_mean: bool = Field(
-        True, description="Subtract each segment's mean log energy: the features then do not depend on the "
-        "input's level (with log_floor_db, exactly; unused with log_offset)."
+    segment_norm: Literal["none", "mean", "max"] = Field(
+        "mean", description="Subtract each segment's mean or maximum log energy: the features then do not depend "
+        "on the input's level (with log_floor_db, exactly; unused with log_offset)."
     )
     n_mfcc: int = Field(20, gt=0)
     normalize: Literal["band", "global", "none", "fixed"] = Field(
@@ -248,7 +248,7 @@ it was written before format 2 and loads with the values of :data:`LEGACY_DEFAUL
 
 LEGACY_DEFAULTS: dict[int, dict[str, dict[str, Any]]] = {
     # format 1: the filter bank floored energies at the fixed log_floor and kept the input's level
-    1: {"features": {"log_floor_db": None, "segment_mean": False}},
+    1: {"features": {"log_floor_db": None, "segment_norm": "none"}},
 }
 
 

@@ -10,8 +10,8 @@ The maths, step by step (defaults are those of the singer-gender system, 16 kHz)
 5. 40 triangular mel filters (HTK mel scale) from 0 to 8000 Hz, evaluated at each bin's frequency;
 6. natural log, with energies floored at ``log_floor`` (or, with ``log_floor_db``, at each segment's
    maximum minus that many dB, so scaling the input shifts every cell by the same constant);
-7. optionally (``segment_mean``) minus each segment's mean log energy, which removes that constant: the
-   features no longer depend on the input's level.
+7. optionally (``segment_norm``) minus each segment's mean or maximum log energy, which removes that
+   constant: the features no longer depend on the input's level.
 
 Each step is a module holding its constant tables (window, mel matrix, DFT basis) as buffers, so the
 whole thing runs batched on CPU or GPU and exports to ONNX. The FFT runs as ``torch.fft.rfft``
@@ -47,6 +47,7 @@ Window = Literal["hamming", "hann", "rectangular"]
 FFTMode = Literal["rfft", "matmul"]
 PreemphasisMode = Literal["keep_first", "valid"]
 MelFilters = Literal["htk", "kaldi"]
+SegmentNorm = Literal["none", "mean", "max"]
 
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
@@ -221,8 +222,9 @@ class LogMelFilterBank(nn.Module):
         log_floor: energies are floored here before the log (when ``log_floor_db`` is None).
         log_floor_db: floor each segment's energies at its maximum minus this many dB instead (a digitally
             silent segment is floored at the smallest positive float).
-        segment_mean: subtract each segment's mean log energy (over frames and bands). Neither this nor
-            ``log_floor_db`` applies with ``log_offset`` (a pretrained network's front-end is kept exact).
+        segment_norm: subtract each segment's ``mean`` or ``max`` log energy (over frames and bands), or
+            ``none``. Neither this nor ``log_floor_db`` applies with ``log_offset`` (a pretrained network's
+            front-end is kept exact).
         fft: ``rfft`` (fast) or ``matmul`` (matrix products only; ONNX friendly). Same results.
         preemphasis_mode: ``keep_first`` (``y[0] = x[0]``) or ``valid`` (one sample shorter).
         center: centred frames with reflect padding (``torch.stft(center=True)``).
@@ -236,7 +238,7 @@ class LogMelFilterBank(nn.Module):
                  preemphasis: float = 0.97, window: Window = "hamming", log_floor: float = 1e-6,
                  fft: FFTMode = "rfft", preemphasis_mode: PreemphasisMode = "keep_first", center: bool = False,
                  power_norm: bool = True, mel_filters: MelFilters = "htk", log_offset: float | None = None,
-                 log_floor_db: float | None = None, segment_mean: bool = False) -> None:
+                 log_floor_db: float | None = None, segment_norm: SegmentNorm = "none") -> None:
         super().__init__()
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
@@ -250,7 +252,9 @@ class LogMelFilterBank(nn.Module):
             raise ValueError(f"log_floor_db must be positive, got {log_floor_db}")
         self.sample_rate, self.n_mels, self.log_floor = sample_rate, n_mels, float(log_floor)
         self.log_offset = None if log_offset is None else float(log_offset)
-        self.log_floor_db, self.segment_mean = log_floor_db, bool(segment_mean)
+        if segment_norm not in ("none", "mean", "max"):
+            raise ValueError(f"segment_norm must be none, mean or max, got {segment_norm!r}")
+        self.log_floor_db, self.segment_norm = log_floor_db, segment_norm
         frame = int(round(win_ms * sample_rate / 1000))
         hop = int(round(hop_ms * sample_rate / 1000))
         self.preemphasis = PreEmphasis(preemphasis, preemphasis_mode)
@@ -280,8 +284,10 @@ class LogMelFilterBank(nn.Module):
         else:
             peak = mel.amax(dim=(1, 2), keepdim=True) * 10.0 ** (-self.log_floor_db / 10.0)
             logmel = torch.maximum(mel, peak.clamp_min(torch.finfo(mel.dtype).tiny)).log()
-        if self.segment_mean:
+        if self.segment_norm == "mean":
             logmel = logmel - logmel.mean(dim=(1, 2), keepdim=True)
+        elif self.segment_norm == "max":
+            logmel = logmel - logmel.amax(dim=(1, 2), keepdim=True)
         return logmel.unsqueeze(1)
 
 

@@ -62,7 +62,7 @@ def build_frontend(cfg: FeatureConfig, sample_rate: int) -> nn.Module:
                               preemphasis=cfg.preemphasis, window=cfg.window, log_floor=cfg.log_floor,
                               preemphasis_mode=cfg.preemphasis_mode, center=cfg.center, power_norm=cfg.power_norm,
                               mel_filters=cfg.mel_filters, log_offset=cfg.log_offset,
-                              log_floor_db=cfg.log_floor_db, segment_mean=cfg.segment_mean)
+                              log_floor_db=cfg.log_floor_db, segment_norm=cfg.segment_norm)
     if cfg.kind == "mfcc":
         return MFCC(n_mfcc=cfg.n_mfcc, **kw)
     return LogMelFilterBank(**kw)
