@@ -63,13 +63,16 @@ def test_user_overrides_win_over_a_variants_own_settings():
 # ------------------------------------------------------------- recipe formats: old runs keep their behaviour
 
 
+CHOSEN_NORM = "mean"  # the default front-end of recipe format 2 (docs/default-recipe.md)
+
+
 def _old_style_config(tmp_path):
     """A run folder's config.yaml as earmark wrote it before recipe format 2 (no loudness settings)."""
     import yaml
 
     data = load_recipe("default").model_dump(mode="json")
     del data["recipe_format"]
-    for key in ("log_floor_db", "segment_mean"):
+    for key in ("log_floor_db", "segment_norm"):
         del data["features"][key]
     run = tmp_path / "old-run"
     run.mkdir()
@@ -81,7 +84,7 @@ def test_new_recipes_floor_relative_to_the_segment_and_remove_its_level():
     for name in recipe_names():
         r = load_recipe(name)
         assert r.recipe_format == 2
-        assert r.features.log_floor_db == 80.0 and r.features.segment_mean is True
+        assert r.features.log_floor_db == 80.0 and r.features.segment_norm == CHOSEN_NORM
 
 
 def test_old_run_config_loads_with_the_old_front_end(tmp_path):
@@ -90,13 +93,13 @@ def test_old_run_config_loads_with_the_old_front_end(tmp_path):
 
     old = load_run_recipe(_old_style_config(tmp_path))
     assert old.recipe_format == 1
-    assert old.features.log_floor_db is None and old.features.segment_mean is False
+    assert old.features.log_floor_db is None and old.features.segment_norm == "none"
     assert old.features.log_floor == 1e-6 and old.features.n_mels == 64  # what it did state is kept
     frontend = build_net(old, 3).frontend
-    assert frontend.log_floor_db is None and frontend.segment_mean is False
+    assert frontend.log_floor_db is None and frontend.segment_norm == "none"
     (tmp_path / "old-run" / "run.json").write_text("{}")  # retraining from an old run's own config.yaml
     again = load_recipe(str(tmp_path / "old-run" / "config.yaml"), ["train.epochs=3"])
-    assert again.features.log_floor_db is None and again.features.segment_mean is False
+    assert again.features.log_floor_db is None and again.features.segment_norm == "none"
 
 
 def test_saved_recipe_round_trips_with_its_format(tmp_path):
@@ -112,8 +115,8 @@ def test_saved_recipe_round_trips_with_its_format(tmp_path):
     assert load_run_recipe(run) == new
     old = load_run_recipe(_old_style_config(tmp_path))
     assert recipe_from_dict(yaml.safe_load(old.to_yaml())) == old  # re-saved, still the old behaviour
-    explicit = recipe_from_dict({"features": {"segment_mean": True}})  # an old format states a new setting
-    assert explicit.features.segment_mean is True and explicit.features.log_floor_db is None
+    explicit = recipe_from_dict({"features": {"segment_norm": "max"}})  # an old format states a new setting
+    assert explicit.features.segment_norm == "max" and explicit.features.log_floor_db is None
 
 
 def test_recipe_format_from_the_future_is_refused():

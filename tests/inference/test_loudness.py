@@ -27,7 +27,7 @@ def _clips(data: Path, per_class: int) -> list[Path]:
 
 def test_trained_run_answers_the_same_at_minus_30_db(trained_run: Path, synth_data: Path, tmp_path: Path):
     predictor = Predictor(trained_run)
-    assert predictor.recipe.features.log_floor_db == 80.0 and predictor.recipe.features.segment_mean
+    assert predictor.recipe.features.log_floor_db == 80.0 and predictor.recipe.features.segment_norm == "mean"
     clips = _clips(synth_data, 4)
     quiet = []
     for p in clips:  # written to disk as 16-bit PCM, as a quieter recording would be
@@ -73,7 +73,7 @@ def test_old_front_end_run_keeps_its_behaviour(trained_run: Path, tmp_path: Path
     old = tmp_path / "old"
     shutil.copytree(trained_run, old)
     cfg = yaml.safe_load((old / "config.yaml").read_text())
-    del cfg["recipe_format"], cfg["features"]["log_floor_db"], cfg["features"]["segment_mean"]
+    del cfg["recipe_format"], cfg["features"]["log_floor_db"], cfg["features"]["segment_norm"]
     (old / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     frontend = Predictor(old).members[0].net.frontend
-    assert frontend.log_floor_db is None and not frontend.segment_mean and frontend.log_floor == 1e-6
+    assert frontend.log_floor_db is None and frontend.segment_norm == "none" and frontend.log_floor == 1e-6
