@@ -66,6 +66,8 @@ ALTERNATIVES: dict[str, tuple[list[str], str]] = {
     "current-seed1": (_OLD_FLOOR + _NO_MEAN + _GAIN6 + ["seed=1", "split.seed=0"], "as `current`, seed 1"),
     "relative-floor+segment-mean-seed1": (_REL_FLOOR + _MEAN + _GAIN6 + ["seed=1", "split.seed=0"],
                                           "as `relative-floor+segment-mean`, seed 1"),
+    "relative-floor+segment-max-seed1": (_REL_FLOOR + _MAX + _GAIN6 + ["seed=1", "split.seed=0"],
+                                         "as `relative-floor+segment-max`, seed 1"),
 }
 
 
