@@ -58,3 +58,69 @@ def test_user_overrides_win_over_a_variants_own_settings():
     assert r.variant("long").train.epochs == 30
     v = r.variant("long", ["train.epochs=2"])
     assert (v.train.epochs, v.model.name, v.name) == (2, "crnn", "default/long")
+
+
+# ------------------------------------------------------------- recipe formats: old runs keep their behaviour
+
+
+CHOSEN_NORM = "mean"  # the default front-end of recipe format 2 (docs/default-recipe.md)
+
+
+def _old_style_config(tmp_path):
+    """A run folder's config.yaml as earmark wrote it before recipe format 2 (no loudness settings)."""
+    import yaml
+
+    data = load_recipe("default").model_dump(mode="json")
+    del data["recipe_format"]
+    for key in ("log_floor_db", "segment_norm"):
+        del data["features"][key]
+    run = tmp_path / "old-run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return run
+
+
+def test_new_recipes_floor_relative_to_the_segment_and_remove_its_level():
+    for name in recipe_names():
+        r = load_recipe(name)
+        assert r.recipe_format == 2
+        assert r.features.log_floor_db == 80.0 and r.features.segment_norm == CHOSEN_NORM
+
+
+def test_old_run_config_loads_with_the_old_front_end(tmp_path):
+    from earmark.models.net import build_net
+    from earmark.run import load_run_recipe
+
+    old = load_run_recipe(_old_style_config(tmp_path))
+    assert old.recipe_format == 1
+    assert old.features.log_floor_db is None and old.features.segment_norm == "none"
+    assert old.features.log_floor == 1e-6 and old.features.n_mels == 64  # what it did state is kept
+    frontend = build_net(old, 3).frontend
+    assert frontend.log_floor_db is None and frontend.segment_norm == "none"
+    (tmp_path / "old-run" / "run.json").write_text("{}")  # retraining from an old run's own config.yaml
+    again = load_recipe(str(tmp_path / "old-run" / "config.yaml"), ["train.epochs=3"])
+    assert again.features.log_floor_db is None and again.features.segment_norm == "none"
+
+
+def test_saved_recipe_round_trips_with_its_format(tmp_path):
+    import yaml
+
+    from earmark.config import recipe_from_dict
+    from earmark.run import load_run_recipe
+
+    new = load_recipe("default")
+    run = tmp_path / "new-run"
+    run.mkdir()
+    (run / "config.yaml").write_text(new.to_yaml())
+    assert load_run_recipe(run) == new
+    old = load_run_recipe(_old_style_config(tmp_path))
+    assert recipe_from_dict(yaml.safe_load(old.to_yaml())) == old  # re-saved, still the old behaviour
+    explicit = recipe_from_dict({"features": {"segment_norm": "max"}})  # an old format states a new setting
+    assert explicit.features.segment_norm == "max" and explicit.features.log_floor_db is None
+
+
+def test_recipe_format_from_the_future_is_refused():
+    from earmark.config import recipe_from_dict
+
+    with pytest.raises(ConfigError, match="recipe_format"):
+        recipe_from_dict({"recipe_format": 3})

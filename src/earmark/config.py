@@ -68,7 +68,15 @@ class FeatureConfig(_Section):
     f_max: float | None = Field(8000.0, gt=0, description="Upper mel edge (Hz); None: Nyquist.")
     preemphasis: float = Field(0.97, ge=0, lt=1)
     window: Literal["hamming", "hann", "rectangular"] = "hamming"
-    log_floor: float = Field(1e-6, gt=0)
+    log_floor: float = Field(1e-6, gt=0, description="Energies are floored here before the log (log_floor_db=None).")
+    log_floor_db: float | None = Field(
+        80.0, gt=0, description="Floor each segment's energies at its maximum minus this many dB instead of at "
+        "log_floor, so a quieter input floors the same cells (None: the fixed log_floor; unused with log_offset)."
+    )
+    segment_norm: Literal["none", "mean", "max"] = Field(
+        "mean", description="Subtract each segment's mean or maximum log energy: the features then do not depend "
+        "on the input's level (with log_floor_db, exactly; unused with log_offset)."
+    )
     n_mfcc: int = Field(20, gt=0)
     normalize: Literal["band", "global", "none", "fixed"] = Field(
         "band", description="Standardise with statistics of the training data, per mel band or global; fixed: "
@@ -242,9 +250,23 @@ class DistillConfig(_Section):
     temperature: float = Field(2.0, gt=0, description="Softening of the teacher's probabilities.")
 
 
+RECIPE_FORMAT = 2
+"""Format of the recipes this version writes. A run's config.yaml records it (``recipe_format``); one without
+it was written before format 2 and loads with the values of :data:`LEGACY_DEFAULTS` for settings it lacks."""
+
+LEGACY_DEFAULTS: dict[int, dict[str, dict[str, Any]]] = {
+    # format 1: the filter bank floored energies at the fixed log_floor and kept the input's level
+    1: {"features": {"log_floor_db": None, "segment_norm": "none"}},
+}
+
+
 class Recipe(_Section):
     """A complete run description."""
 
+    recipe_format: int = Field(
+        RECIPE_FORMAT, ge=1, le=RECIPE_FORMAT,
+        description="Written by earmark; a saved recipe without it is of format 1 (older runs).",
+    )
     name: str = "custom"
     description: str = ""
     seed: int = 0
@@ -370,7 +392,37 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
     return data
 
 
+def with_legacy_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved recipe with the settings its format lacked filled in with the values that format used.
+
+    A recipe without ``recipe_format`` is of format 1: a run folder's config.yaml written before format 2.
+    Its missing settings take the value its run was trained with, not today's default.
+    """
+    fmt = data.get("recipe_format", 1)
+    if not isinstance(fmt, int) or fmt >= RECIPE_FORMAT:
+        return data
+    data = copy.deepcopy(data)
+    data["recipe_format"] = fmt
+    for version in range(fmt, RECIPE_FORMAT):
+        for section, values in LEGACY_DEFAULTS.get(version, {}).items():
+            node = data.setdefault(section, {})
+            if isinstance(node, dict):
+                for key, value in values.items():
+                    node.setdefault(key, value)
+    return data
+
+
 def recipe_from_dict(data: dict[str, Any], source: str = "recipe") -> Recipe:
+    """A recipe from saved settings (a run's config.yaml, a dumped recipe).
+
+    Settings missing from a saved recipe of an older format take that format's values
+    (:func:`with_legacy_defaults`); recipes written by hand are loaded with :func:`load_recipe`.
+    """
+    fmt = data.get("recipe_format")
+    if isinstance(fmt, int) and fmt > RECIPE_FORMAT:
+        raise ConfigError(f"{source}: recipe_format {fmt} was written by a newer earmark (this one reads formats "
+                          f"up to {RECIPE_FORMAT}); upgrade earmark to use it")
+    data = with_legacy_defaults(data)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
@@ -408,6 +460,10 @@ def load_recipe(name_or_path: str = "default", overrides: list[str] | None = Non
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {source} must be a mapping of sections")
     data.setdefault("name", Path(source).stem if source.endswith((".yaml", ".yml")) else source)
+    source_path = Path(source)
+    if not (source_path.name == "config.yaml" and (source_path.parent / "run.json").is_file()):
+        data.setdefault("recipe_format", RECIPE_FORMAT)  # a hand-written recipe gets today's defaults; a run's
+        # own config.yaml (beside its run.json) without a format is an older run's and keeps its behaviour
     recipe = recipe_from_dict(apply_overrides(data, overrides), source)
     for name in recipe.variants:  # every variant is checked now, not when its turn to train comes
         recipe.variant(name, overrides)

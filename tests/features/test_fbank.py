@@ -113,3 +113,74 @@ def test_runs_on_gpu(speechlike):  # pragma: no cover - exercised where a GPU ex
     fb = LogMelFilterBank()
     x = torch.from_numpy(speechlike)[None]
     torch.testing.assert_close(fb.cuda()(x.cuda()).cpu(), LogMelFilterBank()(x), atol=1e-3, rtol=0)
+
+
+# ------------------------------------------------------------------------------------ loudness (issue 17)
+
+
+@pytest.fixture(scope="module")
+def quiet_and_padded(speechlike) -> torch.Tensor:
+    """A real-level segment, a quiet one (-30 dB) and one zero-padded after 0.4 s, as a batch of 1 s rows."""
+    x = torch.from_numpy(speechlike[:16000]).repeat(3, 1)
+    x[1] *= 10 ** (-30 / 20)
+    x[2, 6400:] = 0.0
+    return x
+
+
+def test_relative_floor_matches_reference_with_the_segment_maximum_as_floor(speechlike):
+    x = speechlike[:16000] * np.float32(1e-3)  # quiet: many cells under the fixed 1e-6 floor
+    energy = np.exp(reference_logmel(x, floor=1e-300))
+    ref = np.log(np.maximum(energy, energy.max() * 1e-8))
+    ours = LogMelFilterBank(log_floor_db=80.0)(torch.from_numpy(x)[None])[0, 0].numpy()
+    np.testing.assert_allclose(ours, ref, atol=TOL)
+    assert (LogMelFilterBank()(torch.from_numpy(x)[None]) == np.log(1e-6)).float().mean() > 0.3  # the old floor clips
+
+
+@pytest.mark.parametrize("gain_db", [-20.0, -30.0, -40.0, 12.0])
+def test_relative_floor_turns_a_gain_into_a_constant_shift(quiet_and_padded, gain_db):
+    fb = LogMelFilterBank(n_mels=64, hop_ms=20, log_floor_db=80.0)
+    g = 10 ** (gain_db / 20)
+    diff = fb(quiet_and_padded * g) - fb(quiet_and_padded)
+    np.testing.assert_allclose(diff.numpy(), 2 * np.log(g), atol=1e-3)  # every cell, padded frames included
+
+
+@pytest.mark.parametrize("norm", ["mean", "max"])
+@pytest.mark.parametrize("gain_db", [-20.0, -40.0, -60.0, 20.0])
+def test_segment_normalised_features_do_not_depend_on_the_level(quiet_and_padded, gain_db, norm):
+    for kind in (LogMelFilterBank, MFCC):
+        fb = kind(n_mels=64, hop_ms=20, log_floor_db=80.0, segment_norm=norm)
+        loud, quiet = fb(quiet_and_padded), fb(quiet_and_padded * 10 ** (gain_db / 20))
+        np.testing.assert_allclose(quiet.numpy(), loud.numpy(), atol=1e-3)
+    out = LogMelFilterBank(log_floor_db=80.0, segment_norm=norm)(quiet_and_padded)
+    reduce = out.mean if norm == "mean" else out.amax
+    np.testing.assert_allclose(reduce(dim=(1, 2, 3)).numpy(), 0.0, atol=1e-4)
+    if norm == "max":  # the loudest cell is 0, the floor 80 dB below it (reached in the zero-padded row)
+        lowest = out.amin(dim=(1, 2, 3)).numpy()
+        assert (lowest >= -8 * np.log(10) - 1e-3).all() and abs(lowest[2] + 8 * np.log(10)) < 1e-3
+
+
+def test_fixed_floor_features_change_with_the_level(quiet_and_padded):
+    """Why the options exist: with the fixed floor, a -30 dB input is not a shifted copy (cells hit the floor)."""
+    fb = LogMelFilterBank(n_mels=64, hop_ms=20, segment_norm="mean")
+    diff = (fb(quiet_and_padded * 10 ** (-30 / 20)) - fb(quiet_and_padded)).abs()
+    assert diff.max() > 1.0
+
+
+def test_silent_segment_stays_finite():
+    for norm in ("mean", "max"):
+        out = LogMelFilterBank(log_floor_db=80.0, segment_norm=norm)(torch.zeros(2, 4000))
+        assert torch.isfinite(out).all() and out.abs().max() == 0
+
+
+def test_loudness_options_give_the_same_numbers_with_matmul_fft(quiet_and_padded):
+    fb = LogMelFilterBank(log_floor_db=80.0, segment_norm="max")
+    a = fb(quiet_and_padded)
+    fb.set_fft("matmul")
+    np.testing.assert_allclose(fb(quiet_and_padded).numpy(), a.numpy(), atol=1e-3)
+
+
+def test_invalid_loudness_options_are_refused():
+    with pytest.raises(ValueError, match="log_floor_db"):
+        LogMelFilterBank(log_floor_db=0.0)
+    with pytest.raises(ValueError, match="segment_norm"):
+        LogMelFilterBank(segment_norm="median")  # type: ignore[arg-type]

@@ -8,7 +8,10 @@ The maths, step by step (defaults are those of the singer-gender system, 16 kHz)
 3. a Hamming window (symmetric, as ``numpy.hamming``);
 4. the power spectrum of a 1024-point FFT, ``|X|^2 / n_fft`` (513 bins);
 5. 40 triangular mel filters (HTK mel scale) from 0 to 8000 Hz, evaluated at each bin's frequency;
-6. natural log, with energies floored at ``log_floor``.
+6. natural log, with energies floored at ``log_floor`` (or, with ``log_floor_db``, at each segment's
+   maximum minus that many dB, so scaling the input shifts every cell by the same constant);
+7. optionally (``segment_norm``) minus each segment's mean or maximum log energy, which removes that
+   constant: the features no longer depend on the input's level.
 
 Each step is a module holding its constant tables (window, mel matrix, DFT basis) as buffers, so the
 whole thing runs batched on CPU or GPU and exports to ONNX. The FFT runs as ``torch.fft.rfft``
@@ -44,6 +47,7 @@ Window = Literal["hamming", "hann", "rectangular"]
 FFTMode = Literal["rfft", "matmul"]
 PreemphasisMode = Literal["keep_first", "valid"]
 MelFilters = Literal["htk", "kaldi"]
+SegmentNorm = Literal["none", "mean", "max"]
 
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
@@ -215,7 +219,12 @@ class LogMelFilterBank(nn.Module):
         f_min, f_max: band edges in Hz (``f_max=None``: Nyquist).
         preemphasis: pre-emphasis coefficient (0 disables it).
         window: ``hamming``, ``hann`` or ``rectangular``.
-        log_floor: energies are floored here before the log.
+        log_floor: energies are floored here before the log (when ``log_floor_db`` is None).
+        log_floor_db: floor each segment's energies at its maximum minus this many dB instead (a digitally
+            silent segment is floored at the smallest positive float).
+        segment_norm: subtract each segment's ``mean`` or ``max`` log energy (over frames and bands), or
+            ``none``. Neither this nor ``log_floor_db`` applies with ``log_offset`` (a pretrained network's
+            front-end is kept exact).
         fft: ``rfft`` (fast) or ``matmul`` (matrix products only; ONNX friendly). Same results.
         preemphasis_mode: ``keep_first`` (``y[0] = x[0]``) or ``valid`` (one sample shorter).
         center: centred frames with reflect padding (``torch.stft(center=True)``).
@@ -228,7 +237,8 @@ class LogMelFilterBank(nn.Module):
                  hop_ms: float = 10.0, f_min: float = 0.0, f_max: float | None = 8000.0,
                  preemphasis: float = 0.97, window: Window = "hamming", log_floor: float = 1e-6,
                  fft: FFTMode = "rfft", preemphasis_mode: PreemphasisMode = "keep_first", center: bool = False,
-                 power_norm: bool = True, mel_filters: MelFilters = "htk", log_offset: float | None = None) -> None:
+                 power_norm: bool = True, mel_filters: MelFilters = "htk", log_offset: float | None = None,
+                 log_floor_db: float | None = None, segment_norm: SegmentNorm = "none") -> None:
         super().__init__()
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
@@ -238,8 +248,13 @@ class LogMelFilterBank(nn.Module):
             raise ValueError(f"log_floor must be positive, got {log_floor}")
         if log_offset is not None and log_offset <= 0:
             raise ValueError(f"log_offset must be positive, got {log_offset}")
+        if log_floor_db is not None and log_floor_db <= 0:
+            raise ValueError(f"log_floor_db must be positive, got {log_floor_db}")
         self.sample_rate, self.n_mels, self.log_floor = sample_rate, n_mels, float(log_floor)
         self.log_offset = None if log_offset is None else float(log_offset)
+        if segment_norm not in ("none", "mean", "max"):
+            raise ValueError(f"segment_norm must be none, mean or max, got {segment_norm!r}")
+        self.log_floor_db, self.segment_norm = log_floor_db, segment_norm
         frame = int(round(win_ms * sample_rate / 1000))
         hop = int(round(hop_ms * sample_rate / 1000))
         self.preemphasis = PreEmphasis(preemphasis, preemphasis_mode)
@@ -262,9 +277,18 @@ class LogMelFilterBank(nn.Module):
 
     def forward(self, wave: Tensor) -> Tensor:
         mel = self.mel(self.spectrogram(self.preemphasis(wave)))
-        if self.log_offset is not None:
+        if self.log_offset is not None:  # a pretrained network's front-end: exactly its maths
             return (mel + self.log_offset).log().unsqueeze(1)
-        return mel.clamp_min(self.log_floor).log().unsqueeze(1)
+        if self.log_floor_db is None:
+            logmel = mel.clamp_min(self.log_floor).log()
+        else:
+            peak = mel.amax(dim=(1, 2), keepdim=True) * 10.0 ** (-self.log_floor_db / 10.0)
+            logmel = torch.maximum(mel, peak.clamp_min(torch.finfo(mel.dtype).tiny)).log()
+        if self.segment_norm == "mean":
+            logmel = logmel - logmel.mean(dim=(1, 2), keepdim=True)
+        elif self.segment_norm == "max":
+            logmel = logmel - logmel.amax(dim=(1, 2), keepdim=True)
+        return logmel.unsqueeze(1)
 
 
 class MFCC(nn.Module):

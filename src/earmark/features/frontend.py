@@ -15,7 +15,7 @@ def fbank_kwargs(cfg: FeatureConfig, sample_rate: int) -> dict[str, Any]:
                 hop_ms=cfg.hop_ms, f_min=cfg.f_min, f_max=cfg.f_max, preemphasis=cfg.preemphasis,
                 window=cfg.window, log_floor=cfg.log_floor, preemphasis_mode=cfg.preemphasis_mode,
                 center=cfg.center, power_norm=cfg.power_norm, mel_filters=cfg.mel_filters,
-                log_offset=cfg.log_offset)
+                log_offset=cfg.log_offset, log_floor_db=cfg.log_floor_db, segment_norm=cfg.segment_norm)
 
 
 def build_logmel(cfg: FeatureConfig, sample_rate: int) -> LogMelFilterBank:
