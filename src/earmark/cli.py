@@ -319,14 +319,21 @@ def serve(
     max_mb: Annotated[float, typer.Option("--max-mb", help="Largest upload in MB.")] = 50.0,
     max_duration: Annotated[float, typer.Option("--max-duration", help="Longest audio in seconds.")] = 600.0,
     concurrency: Annotated[int, typer.Option("--concurrency", help="Requests predicting at once.")] = 2,
+    token: Annotated[str | None, typer.Option("--token", envvar="EARMARK_TOKEN", show_envvar=True,
+                                              help="Require 'Authorization: Bearer TOKEN' on /v1/*.")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        "--cors-origin", help="Let pages from this origin call the API (repeatable; none by default).")] = None,
 ) -> None:
     """Serve a run over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, and a page at /."""
     import uvicorn
 
-    from .serve.app import ServeSettings, create_app
+    from .serve.app import ServeSettings, create_app, exposure_warning
 
     settings = ServeSettings(max_upload_bytes=int(max_mb * 1e6), max_duration_s=max_duration,
-                             max_concurrent=concurrency, backend=backend)
+                             max_concurrent=concurrency, backend=backend, token=token or None,
+                             cors_origins=tuple(cors_origin or ()))
+    if warning := exposure_warning(host, settings.token):
+        typer.echo(f"warning: {warning}", err=True)
     try:
         web = create_app(run, settings)
     except EarmarkError as exc:
