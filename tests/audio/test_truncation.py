@@ -103,17 +103,18 @@ def test_decode_reasons_name_the_file_once_and_say_what_is_wrong(tmp_path: Path,
 
 
 def test_prepare_skips_a_truncated_file_with_the_reason(tmp_path: Path):
-    from earmark.config import load_recipe
-    from earmark.pipeline import load_dataset
+    from typer.testing import CliRunner
+
+    from earmark.cli import app
 
     data = make_class_folders(tmp_path / "data", per_class=3, classes=("tone", "hiss"))
     whole = _write(tmp_path / "w.flac", "FLAC", "PCM_16", 2.0)
     (data / "tone" / "cut.flac").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    ds = load_dataset(data, load_recipe("default"), show_progress=False)
-    skipped = dict(ds.skipped())
-    assert len(skipped) == 1
-    (path, reason), = skipped.items()
-    assert path.endswith("cut.flac") and reason.startswith("truncated: the header states 2.000 s")
+    r = CliRunner().invoke(app, ["prepare", str(data)])
+    assert r.exit_code == 0, r.output
+    assert "6 prepared" in r.output and "1 skipped" in r.output
+    skipped = [line for line in r.output.splitlines() if line.strip().startswith("skipped")]
+    assert len(skipped) == 1 and "cut.flac: truncated: the header states 2.000 s" in skipped[0]
 
 
 def test_predict_gives_an_error_entry_for_a_truncated_file(trained_run: Path, tmp_path: Path):
