@@ -295,6 +295,9 @@ def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="Export format (onnx).")] = "onnx",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write (default RUN/model.onnx).")] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 18,
+    input_rate: Annotated[Optional[int], typer.Option(
+        "--input-rate", help="Sample rate of the graph's input, if not the run's: a band-limited resampler is built "
+                             "in (default file RUN/model-HZhz.onnx).")] = None,
 ) -> None:
     """Export a run (every member, the filter bank, segmenting and voting) as one ONNX graph."""
     from .inference.onnx import OnnxModel, export_and_verify
@@ -302,12 +305,12 @@ def export(
     if fmt != "onnx":
         _fail(EarmarkError(f"--format {fmt!r} is not supported; use onnx"))
     try:
-        path, diff = export_and_verify(run, out, opset=opset)
+        path, diff = export_and_verify(run, out, opset=opset, input_rate=input_rate)
         model = OnnxModel(path)
     except EarmarkError as exc:
         _fail(exc)
     typer.echo(f"{path}  ({path.stat().st_size / 1e6:.1f} MB; input waveform (batch, samples) float32 at "
-               f"{model.sample_rate} Hz; {len(model.labels)} classes; max difference from PyTorch {diff or 0:.1e})")
+               f"{model.input_rate} Hz; {len(model.labels)} classes; max difference from PyTorch {diff or 0:.1e})")
 
 
 @app.command()
