@@ -65,6 +65,12 @@ def _check_file(path: Path) -> None:
         raise AudioDecodeError(path, "empty file (0 bytes)")
 
 
+#: What the decoders' Python bindings raise on hostile input: besides their own error types, plain
+#: ValueError, OverflowError, ZeroDivisionError (miniaudio on a zero sample rate), MemoryError, ... (found by
+#: fuzzing, tests/audio/test_fuzz_decode.py). Every one means "this decoder cannot read this file".
+_DECODER_ERRORS = (Exception,)
+
+
 class _CannotOpen(Exception):
     """One decoder of the chain could not open a file (the next one is tried); the reason, without the path."""
 
@@ -99,7 +105,7 @@ def _short(exc: BaseException, path: Path | None = None) -> str:
 def _sf_info(path: Path) -> AudioInfo:
     try:
         i = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+    except _DECODER_ERRORS as exc:
         raise _CannotOpen(_short(exc, path)) from None
     return AudioInfo(int(i.samplerate), int(i.channels), int(i.frames) if i.frames > 0 else None)
 
@@ -107,7 +113,7 @@ def _sf_info(path: Path) -> AudioInfo:
 def _sf_blocks(path: Path, block_s: float) -> _Blocks:
     try:
         f = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+    except _DECODER_ERRORS as exc:
         raise _CannotOpen(_short(exc, path)) from None
     info = AudioInfo(int(f.samplerate), int(f.channels), int(f.frames) if f.frames > 0 else None)
     block_frames = _block_frames(info, block_s)
@@ -117,7 +123,7 @@ def _sf_blocks(path: Path, block_s: float) -> _Blocks:
             while True:
                 try:
                     block = f.read(block_frames, dtype="float32", always_2d=True)
-                except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+                except _DECODER_ERRORS as exc:
                     raise _midway(path, _short(exc, path)) from None
                 if block.shape[0] == 0:
                     return
@@ -134,7 +140,7 @@ def _miniaudio_info(path: Path) -> AudioInfo:
         raise _CannotOpen("miniaudio is not installed") from None
     try:
         i = miniaudio.get_file_info(str(path))
-    except (miniaudio.MiniaudioError, OSError):
+    except _DECODER_ERRORS:
         raise _CannotOpen("no audio frames found") from None
     if i.sample_rate <= 0 or i.nchannels <= 0 or i.num_frames <= 0:
         raise _CannotOpen("no audio frames found")
@@ -157,7 +163,7 @@ def _miniaudio_blocks(path: Path, block_s: float) -> _Blocks:
                 usable = block.size - block.size % info.channels
                 if usable:
                     yield block[:usable].reshape(-1, info.channels)
-        except miniaudio.MiniaudioError as exc:
+        except _DECODER_ERRORS as exc:
             raise _midway(path, _short(exc, path)) from None
 
     return info, gen()
@@ -225,8 +231,12 @@ def _ffmpeg_blocks(path: Path, block_s: float) -> _Blocks:
     return info, gen()
 
 
+#: Samples (frames x channels) in one decoded block at most: memory stays bounded whatever a header claims.
+_MAX_BLOCK_SAMPLES = 1 << 22
+
+
 def _block_frames(info: AudioInfo, block_s: float) -> int:
-    return max(1, min(int(block_s * max(info.sample_rate, 1)), 1 << 22))
+    return max(1, min(int(block_s * max(info.sample_rate, 1)), _MAX_BLOCK_SAMPLES // max(info.channels, 1)))
 
 
 def _midway(path: Path, reason: str) -> AudioDecodeError:
@@ -322,7 +332,10 @@ def _open(path: str | Path, block_s: float) -> tuple[AudioInfo, bool, Iterator[n
 
 
 def _to_mono(block: np.ndarray) -> np.ndarray:
-    return block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+    if block.shape[1] == 1:
+        return block[:, 0]
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf samples are refused by the caller
+        return block.mean(axis=1, dtype=np.float32)
 
 
 def stream_audio(
