@@ -80,13 +80,23 @@ def main() -> None:
                      f"{np.percentile(lat, 50):.0f}" if lat.size else "-",
                      f"{np.percentile(lat, 99):.0f}" if lat.size else "-", f"{start:.0f}", f"{end:.0f}",
                      f"{peak:.0f}"]])
-        + "\n\nServer RSS over time (s: MB): " + ", ".join(f"{t:.0f}: {m:.0f}" for t, m in samples) + "\n"
+        + "\n\nServer RSS over time (s: MB): " + ", ".join(f"{t:.0f}: {m:.0f}" for t, m in samples) + ". "
+        + _plateau(samples) + "\n"
         + (f"\nError examples: {examples}\n" if n_err else ""))
     print(write_section("soak-quick" if args.quick else "soak", "Soak: 32 clients for 10 minutes", body_md,
                         {"requests": int(lat.size), "errors": n_err, "wall_s": wall, "rss_mb": samples,
                          "clients": args.clients}))
     if n_err:
         sys.exit(1)
+
+
+def _plateau(samples: list[tuple[float, float]]) -> str:
+    """A sentence on the memory after the first minute (request buffers and allocator arenas fill up first)."""
+    later = [m for t, m in samples if t >= 60]
+    if len(later) < 2:
+        return ""
+    return (f"From the first minute on it stayed between {min(later):.0f} and {max(later):.0f} MB "
+            f"(first minute: {samples[0][1]:.0f} -> {later[0]:.0f} MB, as 32 clients' buffers fill).")
 
 
 if __name__ == "__main__":

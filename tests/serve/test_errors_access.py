@@ -5,7 +5,6 @@ import asyncio
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -113,7 +112,7 @@ def test_token_guards_the_api_but_not_health_or_page(fsdd_run: Path):
     assert c.get("/healthz").status_code == 200 and c.get("/").status_code == 200
     assert "earmark-token" in c.get("/static/app.js").text  # the page asks for the token and sends it
     # a refused upload is not read: 401 before the body is asked for
-    status, err, asked = _stream(app, [b"\1" * CHUNK], 100, b"audio/wav")
+    status, _, asked = _stream(app, [b"\1" * CHUNK], 100, b"audio/wav")
     assert status == 401 and asked == 0
 
 

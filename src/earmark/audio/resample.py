@@ -34,6 +34,8 @@ def sinc_kernel(orig: int, new: int, width: int = 64, rolloff: float = 0.96, bet
 class Resample(nn.Module):
     """Waveforms ``(batch, samples)`` at ``orig_rate`` -> ``(batch, ceil(samples * new_rate / orig_rate))``."""
 
+    kernel: Tensor
+
     def __init__(self, orig_rate: int, new_rate: int, width: int = 64, rolloff: float = 0.96) -> None:
         super().__init__()
         if orig_rate <= 0 or new_rate <= 0:
