@@ -26,8 +26,9 @@ runner = CliRunner()
 
 #: file -> what its reason must say (and the defined outcome: skipped)
 BAD = {
-    "tone/truncated.mp3": "truncated: the header promises 3.",
-    "hiss/truncated.flac": "the file is truncated or corrupt",
+    "tone/truncated.mp3": "truncated: the header states 3.",
+    "hiss/truncated.flac": "truncated: the header states 3.000 s",
+    "tone/truncated.wav": "truncated: the header states 3.000 s",
     "tone/random bytes.wav": "not readable as audio",
     "hiss/empty.wav": "empty file (0 bytes)",
     "tone/zeros.wav": "silent: every sample is zero",
@@ -62,7 +63,7 @@ def make_faulty_dataset(root: Path) -> Path:
     for label in ("tone", "hiss"):
         for k in range(6):
             put(f"{label}/{label}_{k}.wav", synth(label, rng.uniform(1.0, 1.6), SR, rng), SR)
-    for rel in ("tone/truncated.mp3", "hiss/truncated.flac"):
+    for rel in ("tone/truncated.mp3", "hiss/truncated.flac", "tone/truncated.wav"):
         path = put(rel, synth(rel.split("/")[0], 3.0, SR, rng), SR)
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     (data / "tone" / "random bytes.wav").write_bytes(rng.bytes(3000))
