@@ -65,7 +65,7 @@ def peak_rss_mb() -> float:
 _START = peak_rss_mb()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=hostile_files())
 def test_hostile_files_are_decoded_or_refused(case: tuple[str, bytes]):
     with tempfile.TemporaryDirectory() as tmp:

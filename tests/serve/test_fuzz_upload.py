@@ -39,7 +39,7 @@ def post_case(client: TestClient, ext: str, data: bytes, raw: bool) -> int:
         return check_answer(client.post("/v1/predict", files={"file": (f"f{ext}", data, "application/octet-stream")}))
 
 
-FUZZ = settings(max_examples=25, deadline=None,
+FUZZ = settings(max_examples=50, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large])
 
