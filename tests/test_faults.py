@@ -26,8 +26,9 @@ runner = CliRunner()
 
 #: file -> what its reason must say (and the defined outcome: skipped)
 BAD = {
-    "tone/truncated.mp3": "truncated: the header promises 3.",
-    "hiss/truncated.flac": "the file is truncated or corrupt",
+    "tone/truncated.mp3": "truncated: the header states 3.",
+    "hiss/truncated.flac": "truncated: the header states 3.000 s",
+    "tone/truncated.wav": "truncated: the header states 3.000 s",
     "tone/random bytes.wav": "not readable as audio",
     "hiss/empty.wav": "empty file (0 bytes)",
     "tone/zeros.wav": "silent: every sample is zero",
@@ -62,7 +63,7 @@ def make_faulty_dataset(root: Path) -> Path:
     for label in ("tone", "hiss"):
         for k in range(6):
             put(f"{label}/{label}_{k}.wav", synth(label, rng.uniform(1.0, 1.6), SR, rng), SR)
-    for rel in ("tone/truncated.mp3", "hiss/truncated.flac"):
+    for rel in ("tone/truncated.mp3", "hiss/truncated.flac", "tone/truncated.wav"):
         path = put(rel, synth(rel.split("/")[0], 3.0, SR, rng), SR)
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     (data / "tone" / "random bytes.wav").write_bytes(rng.bytes(3000))
@@ -156,7 +157,7 @@ def test_training_proceeds_and_lists_every_skipped_file(faulty_run: tuple[Path, 
     sides = {_rel(faulty, r["path"]): r["holdout"] for r in _csv(run / "splits.csv")}
     assert sides["solo/only one.wav"] == "train"  # a class of one file cannot be tested
     assert all(sides[rel] in ("train", "val", "test") for rel in ODD_BUT_USABLE)
-    assert "9 file(s) skipped" in logged
+    assert f"{len(BAD) + 1} file(s) skipped" in logged
     assert "audit: class 'solo' has fewer than 2 usable files" in logged
 
 
@@ -186,7 +187,7 @@ def test_predict_answers_every_file_with_a_label_or_its_reason(faulty_run: tuple
         assert r["label"] in ("hiss", "solo", "tone") and r["duration_s"] == pytest.approx(1.2, abs=0.01), rel
     # the command line: one JSON answer per file; exit status 1 only when no file could be predicted
     out = runner.invoke(app, ["predict", str(run), str(faulty / "tone")])
-    assert out.exit_code == 0 and len(json.loads(out.stdout)) == 6 + 5 + 2  # good, bad, odd (tone only)
+    assert out.exit_code == 0 and len(json.loads(out.stdout)) == 6 + 6 + 2  # good, bad, odd (tone only)
     bad_only = [str(faulty / rel) for rel in BAD]
     out = runner.invoke(app, ["predict", str(run), *bad_only, "--format", "csv"])
     assert out.exit_code == 1

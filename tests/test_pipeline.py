@@ -128,7 +128,7 @@ def test_cross_validation_reports_each_fold_and_mean_std(tmp_path: Path, synth_d
     assert sum(f["n_test_tracks"] for f in m["folds"].values()) == 36
 
 
-def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path: Path, synth_data: Path, caplog):
+def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path: Path, synth_data: Path, caplog, recwarn):
     out = tmp_path / "run"
     epochs = 30  # enough that the kill below lands mid-training even on a fast machine
     sets = FAST + [f"train.epochs={epochs}", "train.lr=0.001"]
@@ -155,6 +155,9 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(tmp_path: Path, s
     caplog.set_level("INFO")
     earmark.train(synth_data, out, "default", sets, show_progress=False)
     assert f"resuming 0 from its last checkpoint (epoch {killed_at})" in caplog.text
+    # Lightning's "Previous log files ... will be deleted" is not shown: the earlier attempt's log is kept
+    assert not [w for w in recwarn if "Previous log files" in str(w.message)]
+    assert "previous attempt's metrics are kept in" in caplog.text
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "complete" and info["attempts"] == 2
     member = out / "folds" / "holdout" / "members" / "0"

@@ -287,16 +287,19 @@ def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="Export format (onnx).")] = "onnx",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write (default RUN/model.onnx).")] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 18,
+    input_rate: Annotated[Optional[int], typer.Option(
+        "--input-rate", help="Sample rate of the graph's input, if not the run's: a band-limited resampler is built "
+                             "in (default file RUN/model-HZhz.onnx).")] = None,
 ) -> None:
     """Export a run (every member, the filter bank, segmenting and voting) as one ONNX graph."""
     from .inference.onnx import OnnxModel, export_and_verify
 
     if fmt != "onnx":
         raise EarmarkError(f"--format {fmt!r} is not supported; use onnx")
-    path, diff = export_and_verify(run, out, opset=opset)
+    path, diff = export_and_verify(run, out, opset=opset, input_rate=input_rate)
     model = OnnxModel(path)
     typer.echo(f"{path}  ({path.stat().st_size / 1e6:.1f} MB; input waveform (batch, samples) float32 at "
-               f"{model.sample_rate} Hz; {len(model.labels)} classes; max difference from PyTorch {diff or 0:.1e})")
+               f"{model.input_rate} Hz; {len(model.labels)} classes; max difference from PyTorch {diff or 0:.1e})")
 
 
 @app.command()
@@ -311,14 +314,21 @@ def serve(
     tagger: Annotated[Optional[str], typer.Option("--tagger", help="Also serve POST /v1/tag with this "
                                                   "pretrained AudioSet model (e.g. mn04_as, or a weights file).")
                       ] = None,
+    token: Annotated[str | None, typer.Option("--token", envvar="EARMARK_TOKEN", show_envvar=True,
+                                              help="Require 'Authorization: Bearer TOKEN' on /v1/*.")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        "--cors-origin", help="Let pages from this origin call the API (repeatable; none by default).")] = None,
 ) -> None:
     """Serve a run over HTTP: POST /v1/predict, GET /v1/model, GET /healthz, and a page at /."""
     import uvicorn
 
-    from .serve.app import ServeSettings, create_app
+    from .serve.app import ServeSettings, create_app, exposure_warning
 
     settings = ServeSettings(max_upload_bytes=int(max_mb * 1e6), max_duration_s=max_duration,
-                             max_concurrent=concurrency, backend=backend, tagger=tagger)
+                             max_concurrent=concurrency, backend=backend, tagger=tagger, token=token or None,
+                             cors_origins=tuple(cors_origin or ()))
+    if warning := exposure_warning(host, settings.token):
+        typer.echo(f"warning: {warning}", err=True)
     web = create_app(run, settings)
     typer.echo(f"serving {run} at http://{host}:{port}/  (Ctrl-C to stop)", err=True)
     uvicorn.run(web, host=host, port=port, log_level="warning")

@@ -2,8 +2,10 @@
 
 wav, flac, ogg and opus are decoded in-process by libsndfile (python-soundfile); mp3 in-process by
 miniaudio (dr_mp3), which walks every frame and so also reads a VBR file without a Xing header whole (libsndfile
-takes such a file's length from its first frame and cuts it short), with libsndfile and then ffmpeg as fallbacks;
-anything else (m4a, aac, wma, video containers, ...) goes through ``ffmpeg`` when it is installed. Channels are mixed
+takes such a file's length from its first frame and cuts it short); anything else (m4a, aac, wma, video
+containers, ...) goes through ``ffmpeg`` when it is installed. One chain of decoders per format
+(:func:`_chain`), each tried in turn. A file whose header states a length (:mod:`.header`) and that decodes
+shorter is reported as truncated. Channels are mixed
 down by averaging; rates are converted with soxr (high quality). Everything goes through one streaming
 path, so a two-hour file can be read block by block with bounded memory (:func:`stream_audio`), and a
 short file in one call (:func:`load_audio`).
@@ -13,15 +15,17 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from ..errors import AudioDecodeError
+from .header import stated_length
 
 #: Extensions libsndfile decodes in-process.
 NATIVE_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au"}
@@ -61,81 +65,66 @@ def _check_file(path: Path) -> None:
         raise AudioDecodeError(path, "empty file (0 bytes)")
 
 
-def _ffprobe(path: Path) -> AudioInfo:
-    """Rate and channels of the first audio stream; its length only when the container states it (a length
-    ffmpeg merely estimates from the bitrate, as for a VBR MP3 without a Xing header, is not trusted)."""
-    cmd = ["ffprobe", "-v", "warning", "-select_streams", "a:0", "-show_entries",
-           "stream=sample_rate,channels,duration", "-of", "json", str(path)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        raise AudioDecodeError(path, "not readable as audio (ffprobe timed out)") from None
-    err = proc.stderr.decode(errors="replace").strip().splitlines()
-    if proc.returncode != 0:
-        last = err[-1].replace(f"{path}: ", "")[:200] if err else "failed"
-        raise AudioDecodeError(path, f"not readable as audio (ffmpeg: {last})")
-    try:
-        streams = json.loads(proc.stdout or b"{}").get("streams", [])
-    except json.JSONDecodeError:
-        streams = []
-    if not streams:
-        raise AudioDecodeError(path, "not readable as audio (no audio stream found)")
-    s = streams[0]
-    rate = int(s["sample_rate"])
-    frames = None
-    estimated = any("Estimating duration" in line for line in err)
-    if s.get("duration") not in (None, "N/A") and not estimated:
-        frames = int(round(float(s["duration"]) * rate))
-    return AudioInfo(rate, int(s["channels"]), frames)
+#: What the decoders' Python bindings raise on hostile input: besides their own error types, plain
+#: ValueError, OverflowError, ZeroDivisionError (miniaudio on a zero sample rate), MemoryError, ... (found by
+#: fuzzing, tests/audio/test_fuzz_decode.py). Every one means "this decoder cannot read this file".
+_DECODER_ERRORS = (Exception,)
 
 
-def audio_info(path: str | Path) -> AudioInfo:
-    """Rate, channels and length of a file, without decoding it."""
-    path = Path(path)
-    _check_file(path)
-    if path.suffix.lower() in MP3_EXTENSIONS:
-        try:
-            return _mp3_info(path)
-        except AudioDecodeError:
-            pass  # let libsndfile (then ffmpeg) try, and report their reason
-    if path.suffix.lower() in NATIVE_EXTENSIONS:
-        try:
-            i = sf.info(str(path))
-            return AudioInfo(int(i.samplerate), int(i.channels), int(i.frames) if i.frames > 0 else None)
-        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-            if not ffmpeg_available():
-                raise AudioDecodeError(path, f"not readable as audio ({_short(exc, path)})") from None
-    elif not ffmpeg_available():
-        raise _needs_ffmpeg(path)
-    return _ffprobe(path)
+class _CannotOpen(Exception):
+    """One decoder of the chain could not open a file (the next one is tried); the reason, without the path."""
+
+
+_Blocks = tuple[AudioInfo, Iterator[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class _Decoder:
+    name: str
+    info: Callable[[Path], AudioInfo]
+    blocks: Callable[[Path, float], _Blocks]
+
+
+# libsndfile's messages for data it does not recognise, said plainly (the "does not exist" one comes from its
+# MPEG reader, given bytes that hold no MPEG frame, although the file does exist).
+_PLAIN = {"File does not exist or is not a regular file (possibly a pipe?).": "no audio format recognised",
+          "Format not recognised.": "no audio format recognised", "": "damaged or unrecognised data"}
 
 
 def _short(exc: BaseException, path: Path | None = None) -> str:
     """The first line of a decoder's message, without the file name the error already carries."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else ""
     if path is not None:
-        text = text.replace(f'Error opening "{path}": ', "").replace(f"Error opening {path!r}: ", "")
-        text = text.replace(f"{path}: ", "")
+        for name in {str(path), path.name}:
+            for quoted in (repr(name), f'"{name}"', name):
+                text = text.replace(f"Error opening {quoted}:", "").replace(f"{quoted}: ", "").strip()
+    text = _PLAIN.get(text, text) or type(exc).__name__
     return text[:200]
 
 
-def _native_blocks(path: Path, block_s: float) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+def _sf_info(path: Path) -> AudioInfo:
+    try:
+        i = sf.info(str(path))
+    except _DECODER_ERRORS as exc:
+        raise _CannotOpen(_short(exc, path)) from None
+    return AudioInfo(int(i.samplerate), int(i.channels), int(i.frames) if i.frames > 0 else None)
+
+
+def _sf_blocks(path: Path, block_s: float) -> _Blocks:
     try:
         f = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise AudioDecodeError(path, f"not readable as audio ({_short(exc, path)})") from None
+    except _DECODER_ERRORS as exc:
+        raise _CannotOpen(_short(exc, path)) from None
     info = AudioInfo(int(f.samplerate), int(f.channels), int(f.frames) if f.frames > 0 else None)
-    block_frames = max(1, int(block_s * info.sample_rate))
+    block_frames = _block_frames(info, block_s)
 
     def gen() -> Iterator[np.ndarray]:
         with f:
             while True:
                 try:
                     block = f.read(block_frames, dtype="float32", always_2d=True)
-                except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-                    reason = f"decoding failed midway ({_short(exc, path)})"
-                    raise AudioDecodeError(path, f"{reason}; the file is truncated or corrupt: re-download "
-                                                 "or re-export it") from None
+                except _DECODER_ERRORS as exc:
+                    raise _midway(path, _short(exc, path)) from None
                 if block.shape[0] == 0:
                     return
                 yield block
@@ -143,34 +132,26 @@ def _native_blocks(path: Path, block_s: float) -> tuple[AudioInfo, Iterator[np.n
     return info, gen()
 
 
-def _mp3_info(path: Path) -> AudioInfo:
-    """Rate, channels and exact length of an MP3 (dr_mp3 counts its frames without decoding them)."""
+def _miniaudio_info(path: Path) -> AudioInfo:
+    """Rate, channels and exact length (dr_mp3 and dr_flac count frames without decoding them)."""
     try:
         import miniaudio
     except ImportError:
-        raise AudioDecodeError(path, "miniaudio is not installed") from None
+        raise _CannotOpen("miniaudio is not installed") from None
     try:
-        i = miniaudio.mp3_get_file_info(str(path))
-    except (miniaudio.MiniaudioError, OSError) as exc:
-        raise AudioDecodeError(path, f"not readable as MP3 ({_short(exc, path)})") from None
+        i = miniaudio.get_file_info(str(path))
+    except _DECODER_ERRORS:
+        raise _CannotOpen("no audio frames found") from None
     if i.sample_rate <= 0 or i.nchannels <= 0 or i.num_frames <= 0:
-        raise AudioDecodeError(path, "not readable as MP3 (no audio frames found)")
+        raise _CannotOpen("no audio frames found")
     return AudioInfo(int(i.sample_rate), int(i.nchannels), int(i.num_frames))
 
 
-def _mp3_blocks(path: Path, block_s: float) -> tuple[AudioInfo, Iterator[np.ndarray]]:
-    """Stream an MP3 in-process. The info's length is what the header promises (libsndfile's reading of the
-    Xing header, or its estimate), so a file cut short is still reported as truncated; a VBR file whose
-    estimate is too low simply decodes longer than promised."""
+def _miniaudio_blocks(path: Path, block_s: float) -> _Blocks:
     import miniaudio
 
-    exact = _mp3_info(path)
-    try:
-        promised = int(sf.info(str(path)).frames)
-    except (sf.LibsndfileError, RuntimeError, ValueError):
-        promised = 0
-    info = AudioInfo(exact.sample_rate, exact.channels, promised if promised > 0 else exact.frames)
-    block_frames = max(1, int(block_s * info.sample_rate))
+    info = _miniaudio_info(path)
+    block_frames = _block_frames(info, block_s)
 
     def gen() -> Iterator[np.ndarray]:
         stream = miniaudio.stream_file(str(path), output_format=miniaudio.SampleFormat.FLOAT32,
@@ -182,16 +163,45 @@ def _mp3_blocks(path: Path, block_s: float) -> tuple[AudioInfo, Iterator[np.ndar
                 usable = block.size - block.size % info.channels
                 if usable:
                     yield block[:usable].reshape(-1, info.channels)
-        except miniaudio.MiniaudioError as exc:
-            raise AudioDecodeError(path, f"decoding failed midway ({_short(exc, path)}); the file is truncated "
-                                         "or corrupt: re-download or re-export it") from None
+        except _DECODER_ERRORS as exc:
+            raise _midway(path, _short(exc, path)) from None
 
     return info, gen()
 
 
-def _ffmpeg_blocks(path: Path, block_s: float) -> tuple[AudioInfo, Iterator[np.ndarray]]:
+def _ffprobe(path: Path) -> AudioInfo:
+    """Rate and channels of the first audio stream; its length only when the container states it (a length
+    ffmpeg merely estimates from the bitrate, as for a VBR MP3 without a Xing header, is not trusted)."""
+    cmd = ["ffprobe", "-v", "warning", "-select_streams", "a:0", "-show_entries",
+           "stream=sample_rate,channels,duration", "-of", "json", str(path)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise _CannotOpen("ffprobe timed out") from None
+    err = proc.stderr.decode(errors="replace").strip().splitlines()
+    if proc.returncode != 0:
+        raise _CannotOpen(_short(RuntimeError(err[-1]), path) if err else "ffprobe failed")
+    try:
+        streams = json.loads(proc.stdout or b"{}").get("streams", [])
+    except json.JSONDecodeError:
+        streams = []
+    if not streams:
+        raise _CannotOpen("no audio stream found")
+    s = streams[0]
+    try:
+        rate, channels = int(s["sample_rate"]), int(s["channels"])
+    except (KeyError, ValueError):
+        raise _CannotOpen("no sample rate or channel count in the stream") from None
+    frames = None
+    estimated = any("Estimating duration" in line for line in err)
+    if s.get("duration") not in (None, "N/A") and not estimated:
+        frames = int(round(float(s["duration"]) * rate))
+    return AudioInfo(rate, channels, frames)
+
+
+def _ffmpeg_blocks(path: Path, block_s: float) -> _Blocks:
     info = _ffprobe(path)
-    block_frames = max(1, int(block_s * info.sample_rate))
+    block_frames = _block_frames(info, block_s)
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "f32le",
            "-acodec", "pcm_f32le", "-"]
 
@@ -212,7 +222,7 @@ def _ffmpeg_blocks(path: Path, block_s: float) -> tuple[AudioInfo, Iterator[np.n
                     yield np.frombuffer(chunk[:usable], dtype="<f4").reshape(-1, info.channels)
             err = proc.stderr.read().decode(errors="replace").strip()
             if proc.wait() != 0:
-                raise AudioDecodeError(path, f"ffmpeg failed: {err.splitlines()[-1] if err else 'unknown'}")
+                raise _midway(path, f"ffmpeg: {_short(RuntimeError(err.splitlines()[-1]), path) if err else 'failed'}")
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -221,39 +231,111 @@ def _ffmpeg_blocks(path: Path, block_s: float) -> tuple[AudioInfo, Iterator[np.n
     return info, gen()
 
 
-def _needs_ffmpeg(path: Path) -> AudioDecodeError:
-    return AudioDecodeError(path, f"format {path.suffix or '(none)'} needs ffmpeg, which is not installed "
-                                  "(apt-get install ffmpeg / brew install ffmpeg)")
+#: Samples (frames x channels) in one decoded block at most: memory stays bounded whatever a header claims.
+_MAX_BLOCK_SAMPLES = 1 << 22
+
+
+def _block_frames(info: AudioInfo, block_s: float) -> int:
+    return max(1, min(int(block_s * max(info.sample_rate, 1)), _MAX_BLOCK_SAMPLES // max(info.channels, 1)))
+
+
+def _midway(path: Path, reason: str) -> AudioDecodeError:
+    return AudioDecodeError(path, f"decoding failed midway ({reason}); the file is truncated or corrupt: "
+                                  "re-download or re-export it")
+
+
+_LIBSNDFILE = _Decoder("libsndfile", _sf_info, _sf_blocks)
+_MINIAUDIO = _Decoder("miniaudio", _miniaudio_info, _miniaudio_blocks)
+_FFMPEG = _Decoder("ffmpeg", _ffprobe, _ffmpeg_blocks)
+
+
+def _chain(path: Path) -> list[_Decoder]:
+    """The decoders to try for ``path``, in order.
+
+    MP3 goes to dr_mp3 first: libsndfile takes an MP3's length from its first frame or Xing header, so a VBR
+    file without that header is silently cut short (9 s read as 3 s); dr_mp3 decodes every frame there is.
+    FLAC goes to dr_flac first too: it decodes a cut file up to the cut (libsndfile stops with "lost sync"),
+    so the shortfall is reported as truncation. ffmpeg, when installed, is the last resort for everything.
+    """
+    suffix = path.suffix.lower()
+    if suffix in MP3_EXTENSIONS | {".flac"}:
+        chain = [_MINIAUDIO, _LIBSNDFILE]
+    elif suffix in NATIVE_EXTENSIONS:
+        chain = [_LIBSNDFILE]
+    else:
+        chain = []
+    if ffmpeg_available():
+        chain.append(_FFMPEG)
+    if not chain:
+        raise AudioDecodeError(path, f"format {path.suffix or '(none)'} needs ffmpeg, which is not installed "
+                                     "(apt-get install ffmpeg / brew install ffmpeg)")
+    return chain
+
+
+def _first_that_opens(path: Path, open_: Callable[[_Decoder], Any]) -> Any:
+    """``open_(decoder)`` for the first decoder of the chain that opens ``path``; one error naming every
+    decoder's reason when none does."""
+    reasons: list[str] = []
+    for decoder in _chain(path):
+        try:
+            return open_(decoder)
+        except _CannotOpen as exc:
+            if str(exc) not in reasons:
+                reasons.append(str(exc))
+    raise AudioDecodeError(path, f"not readable as audio ({'; '.join(reasons)})")
+
+
+def _with_stated_length(path: Path, info: AudioInfo) -> tuple[AudioInfo, bool]:
+    """``info`` with the length its header states (see :mod:`.header`) and whether that length is exact.
+
+    For an MP3 the stated length is libsndfile's reading of its Xing/Info header (or its estimate from the
+    first frame), so a file cut short is still caught; a VBR file whose estimate is too low simply decodes
+    longer than promised.
+    """
+    stated = stated_length(path)
+    if stated is not None:
+        return replace(info, frames=stated.frames), stated.exact
+    if path.suffix.lower() in MP3_EXTENSIONS:
+        try:
+            promised = _sf_info(path).frames
+        except _CannotOpen:
+            promised = None
+        if promised:
+            return replace(info, frames=promised), False
+    return info, False
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """Rate, channels and length of a file, without decoding it."""
+    path = Path(path)
+    _check_file(path)
+    info: AudioInfo = _first_that_opens(path, lambda d: d.info(path))
+    stated = stated_length(path)
+    return replace(info, frames=stated.frames) if stated is not None else info
 
 
 def open_blocks(path: str | Path, block_s: float = _BLOCK_SECONDS) -> tuple[AudioInfo, Iterator[np.ndarray]]:
-    """Open a file for streaming: its info and an iterator of ``(frames, channels)`` float32 blocks."""
+    """Open a file for streaming: its info and an iterator of ``(frames, channels)`` float32 blocks.
+
+    The info's ``frames`` is the length the header states, where it states one."""
+    info, _, blocks = _open(path, block_s)
+    return info, blocks
+
+
+def _open(path: str | Path, block_s: float) -> tuple[AudioInfo, bool, Iterator[np.ndarray]]:
+    """:func:`open_blocks`, and whether the info's length is exact (a shortfall of even one frame is a cut)."""
     path = Path(path)
     _check_file(path)
-    suffix = path.suffix.lower()
-    if suffix in MP3_EXTENSIONS:
-        try:
-            return _mp3_blocks(path, block_s)
-        except AudioDecodeError:
-            pass  # not an MP3 dr_mp3 can read: let libsndfile (then ffmpeg) try, and report their reason
-    if suffix in NATIVE_EXTENSIONS:
-        try:
-            return _native_blocks(path, block_s)
-        except AudioDecodeError as native:
-            if not ffmpeg_available():
-                raise
-            try:
-                return _ffmpeg_blocks(path, block_s)
-            except AudioDecodeError as fallback:
-                raise AudioDecodeError(path, f"{native.reason}; {fallback.reason.replace('not readable as audio ', '')}"
-                                       ) from None
-    elif not ffmpeg_available():
-        raise _needs_ffmpeg(path)
-    return _ffmpeg_blocks(path, block_s)
+    info, blocks = _first_that_opens(path, lambda d: d.blocks(path, block_s))
+    info, exact = _with_stated_length(path, info)
+    return info, exact, blocks
 
 
 def _to_mono(block: np.ndarray) -> np.ndarray:
-    return block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
+    if block.shape[1] == 1:
+        return block[:, 0]
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf samples are refused by the caller
+        return block.mean(axis=1, dtype=np.float32)
 
 
 def stream_audio(
@@ -266,14 +348,15 @@ def stream_audio(
             header promises; raised after the last block) or holds NaN/Inf samples.
     """
     path = Path(path)
-    info, blocks = open_blocks(path, block_s)
-    if info.sample_rate <= 0:
-        raise AudioDecodeError(path, f"invalid sample rate {info.sample_rate}")
+    info, exact, blocks = _open(path, block_s)
+    if not 0 < info.sample_rate <= _MAX_RATE:
+        raise AudioDecodeError(path, f"invalid sample rate {info.sample_rate} Hz in the header")
     resampler = (
         None if info.sample_rate == sample_rate
         else soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
     )
-    remaining = None if max_duration_s is None else int(round(max_duration_s * info.sample_rate))
+    limit = None if max_duration_s is None else int(round(max_duration_s * info.sample_rate))
+    remaining = limit
     decoded = 0
     for block in blocks:
         if remaining is not None:
@@ -288,20 +371,31 @@ def stream_audio(
         out = mono if resampler is None else resampler.resample_chunk(mono)
         if out.size:
             yield np.ascontiguousarray(out, dtype=np.float32)
-    if remaining is None and decoded and _truncated(info.frames, decoded):
-        raise AudioDecodeError(
-            path, f"truncated: the header promises {info.frames / info.sample_rate:.2f} s but only "
-                  f"{decoded / info.sample_rate:.2f} s could be decoded (the file was cut short; "
-                  "re-download or re-export it)")
+    if info.frames is not None and decoded:
+        expected = info.frames if limit is None else min(info.frames, limit)
+        if _truncated(expected, decoded, exact):
+            raise AudioDecodeError(
+                path, f"truncated: the header states {_frames_s(info.frames, info.sample_rate)} but only "
+                      f"{_frames_s(decoded, info.sample_rate)} could be decoded (the file was cut short; "
+                      "re-download or re-export it)")
     if resampler is not None:
         tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
         if tail.size:
             yield np.ascontiguousarray(tail, dtype=np.float32)
 
 
-def _truncated(header_frames: int | None, decoded: int) -> bool:
-    """Whether far fewer frames decoded than the container promised (codecs pad or trim a little)."""
-    return header_frames is not None and header_frames - decoded > max(0.02 * header_frames, 4096)
+#: Rates above this are not audio any decoder here produces (the largest in use are 768 kHz).
+_MAX_RATE = 10_000_000
+
+
+def _frames_s(frames: int, rate: int) -> str:
+    return f"{frames / rate:.3f} s ({frames} frames)"
+
+
+def _truncated(stated: int, decoded: int, exact: bool) -> bool:
+    """Whether fewer frames decoded than the header states: any shortfall where the length is exact (PCM,
+    FLAC), a large one for lossy codecs, which pad or trim a little (2% or 4096 frames)."""
+    return decoded < stated if exact else stated - decoded > max(0.02 * stated, 4096)
 
 
 def load_audio(

@@ -113,7 +113,7 @@ def build_classifier(run_dir: str | Path | RunFolder) -> tuple[WaveformClassifie
 
 
 def export_onnx(run_dir: str | Path | RunFolder, out_path: str | Path | None = None, *, opset: int = DEFAULT_OPSET,
-                verify: bool = True) -> Path:
+                verify: bool = True, input_rate: int | None = None) -> Path:
     """Export a finished run to one ONNX file (waveform in, probabilities out); returns its path.
 
     Args:
@@ -122,18 +122,28 @@ def export_onnx(run_dir: str | Path | RunFolder, out_path: str | Path | None = N
         opset: the ONNX opset.
         verify: run the written file in onnxruntime on test signals and refuse it (``RunError``, file
             removed) when it differs from PyTorch by more than ``VERIFY_TOLERANCE``.
+        input_rate: the rate the graph's input is at, when not the run's: a band-limited resampler
+            (:class:`earmark.audio.resample.Resample`) is built in, recorded as ``earmark.input_rate``.
     """
-    return export_and_verify(run_dir, out_path, opset=opset, verify=verify)[0]
+    return export_and_verify(run_dir, out_path, opset=opset, verify=verify, input_rate=input_rate)[0]
 
 
 def export_and_verify(run_dir: str | Path | RunFolder, out_path: str | Path | None = None, *,
-                      opset: int = DEFAULT_OPSET, verify: bool = True) -> tuple[Path, float | None]:
+                      opset: int = DEFAULT_OPSET, verify: bool = True, input_rate: int | None = None
+                      ) -> tuple[Path, float | None]:
     """:func:`export_onnx`, also returning the largest difference from PyTorch (``None`` unverified)."""
     import onnx
 
     model, meta = build_classifier(run_dir)
     run_dir = run_dir.path if isinstance(run_dir, RunFolder) else Path(run_dir)
     out = Path(out_path) if out_path else run_dir / "model.onnx"
+    if input_rate and input_rate != int(meta["earmark.sample_rate"]):  # --input-rate: resample inside the graph
+        from ..audio.resample import ResampledInput
+
+        model = ResampledInput(model, input_rate, int(meta["earmark.sample_rate"])).eval()  # type: ignore[assignment]
+        meta["earmark.input_rate"] = str(input_rate)
+        meta["earmark.inputs"] = f"waveform: float32 (batch, samples), mono at {input_rate} Hz (earmark.input_rate)"
+        out = Path(out_path) if out_path else run_dir / f"model-{input_rate}hz.onnx"  # never the run's own model.onnx
     length = model.cutter.length
     example = _test_signal(2, length + model.cutter.hop + length // 3, int(meta["earmark.sample_rate"]))
     dims = ({0: torch.export.Dim("batch", min=1, max=1 << 20), 1: torch.export.Dim("samples", min=1, max=1 << 31)},)
@@ -149,7 +159,8 @@ def export_and_verify(run_dir: str | Path | RunFolder, out_path: str | Path | No
     for key, value in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    proto.doc_string = (f"earmark run {run_dir.name}: waveform (batch, samples) at {meta['earmark.sample_rate']} Hz "
+    rate = meta.get("earmark.input_rate", meta["earmark.sample_rate"])
+    proto.doc_string = (f"earmark run {run_dir.name}: waveform (batch, samples) at {rate} Hz "
                         "-> class probabilities; labels in metadata earmark.labels")
     atomic_write(out, lambda p: onnx.save(proto, str(p)))
     log.info("exported %s to %s in %.1f s", run_dir, out, time.perf_counter() - t0)
@@ -178,7 +189,7 @@ def verify_export(model: WaveformClassifier, path: str | Path) -> float:
     length, hop = model.cutter.length, model.cutter.hop
     worst = 0.0
     for batch, samples in ((1, length), (3, 2 * length + hop // 2 + 7)):
-        x = _test_signal(batch, samples, onnx_model.sample_rate, seed=samples)
+        x = _test_signal(batch, samples, onnx_model.input_rate, seed=samples)
         ref = [t.numpy() for t in model(torch.from_numpy(x))]
         got = onnx_model.run(x)
         worst = max(worst, *(float(np.abs(a - b).max()) for a, b in zip(ref, got)))
@@ -214,7 +225,9 @@ class OnnxModel:
             raise RunError(f"{self.path} was not exported by earmark (no earmark.labels metadata); "
                            "export it with `earmark export`")
         self.labels: list[str] = json.loads(self.metadata["earmark.labels"])
-        self.sample_rate = int(self.metadata["earmark.sample_rate"])
+        self.sample_rate = int(self.metadata["earmark.sample_rate"])  # the run's rate
+        #: the rate the graph's input must be at: the run's, unless exported with --input-rate
+        self.input_rate = int(self.metadata.get("earmark.input_rate", self.sample_rate))
         self.segment: dict[str, Any] = json.loads(self.metadata["earmark.segment"])
         self.segment_samples = int(self.segment["samples"])
         #: :meth:`RunFolder.digest` of the run it was exported from
@@ -223,7 +236,7 @@ class OnnxModel:
     def run(self, waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(probabilities (batch, classes), segment_probabilities (batch, n_segments, classes))``.
 
-        ``waves``: float32 ``(batch, samples)`` (or one ``(samples,)`` signal) at :attr:`sample_rate`.
+        ``waves``: float32 ``(batch, samples)`` (or one ``(samples,)`` signal) at :attr:`input_rate`.
         """
         x = np.asarray(waves, dtype=np.float32)
         if x.ndim == 1:

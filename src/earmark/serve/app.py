@@ -7,11 +7,19 @@
 Endpoints: ``POST /v1/predict`` (multipart or raw body; ``?spectrogram=true`` adds the log-mel
 spectrogram the page draws), ``GET /v1/model`` (labels and settings), ``GET /healthz``, the page at ``/``
 and the API description at ``/openapi.json``. Every upload lives in its own temporary folder, removed when
-the request ends, whatever happens. Bad input gets a JSON ``{"error": code, "detail": sentence}`` with a
-4xx status.
+the request ends, whatever happens. Every error answer, whatever its cause (a bad upload, an unknown path,
+a wrong method, an invalid query parameter, a missing token, a server fault), is the JSON
+``{"error": code, "detail": sentence}``.
+
+Access: with a token (``ServeSettings.token``: ``earmark serve --token`` or ``EARMARK_TOKEN``) every
+``/v1/*`` request needs ``Authorization: Bearer TOKEN`` (401 otherwise); ``/healthz`` and the page stay
+open, and the page asks for the token. Cross-origin requests from browsers are refused unless their origin
+is listed (``cors_origins``).
 """
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import tempfile
 import threading
@@ -24,8 +32,12 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..audio.io import audio_info, stream_audio
 from ..errors import AudioDecodeError
@@ -52,6 +64,8 @@ class ServeSettings:
     backend: str = "torch"  # torch or onnx
     spectrogram_columns: int = 800
     tagger: str | None = None  # a pretrained AudioSet checkpoint (name or path): adds POST /v1/tag (serve/tag.py)
+    token: str | None = None  # bearer token required on /v1/* (None: open)
+    cors_origins: tuple[str, ...] = ()  # origins allowed to call the API from a browser (none by default)
 
 
 class ModelService:
@@ -134,11 +148,88 @@ def _too_long(filename: str, duration: float | None, limit: float) -> UploadErro
 
 def _decode_error(filename: str, reason: str) -> UploadError:
     code = ("silent" if reason.startswith("silent") else "too_short" if reason.startswith(("too short", "shorter"))
-            else "no_audio" if reason.startswith("no audio") else "not_audio")
+            else "no_audio" if reason.startswith("no audio") else "truncated" if reason.startswith("truncated")
+            else "not_audio")
     hint = {"not_audio": "send an audio file (wav, flac, ogg, mp3, m4a, ...)",
+            "truncated": "send the complete file",
             "silent": "send a recording with sound in it", "too_short": "send a longer recording",
             "no_audio": "the file holds no samples; send a complete audio file"}[code]
     return UploadError(422, code, f"{filename}: {reason}; {hint}")
+
+
+def error_body(code: str, detail: str) -> dict[str, str]:
+    """The one shape of every error answer."""
+    return {"error": code, "detail": detail}
+
+
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type", 422: "invalid_request",
+               429: "too_many_requests"}
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Answer every error, FastAPI's and Starlette's own included, with :func:`error_body`."""
+
+    @app.exception_handler(UploadError)
+    async def _upload_error(_: Request, exc: UploadError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.detail), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404:
+            detail = f"no such path: {request.url.path}; the API is POST /v1/predict and GET /v1/model"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return JSONResponse(error_body(_HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}"), detail),
+                            status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ()) if x != 'query')}: {e.get('msg', '')}"
+                             for e in exc.errors())
+        return JSONResponse(error_body("invalid_request", f"invalid request ({problems})"), status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _fault(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error", exc_info=exc)
+        return JSONResponse(error_body("internal_error", "the server failed on this request (see its log); "
+                                                         "try again or report it"), status_code=500)
+
+
+class BearerToken:
+    """ASGI middleware: ``/v1/*`` needs ``Authorization: Bearer <token>`` (compared in constant time)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/") and not self._allowed(scope):
+            detail = "this server needs a token: send the header 'Authorization: Bearer <token>'"
+            response = JSONResponse(error_body("unauthorized", detail), status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _allowed(self, scope: Scope) -> bool:
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, given = header.partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)
+
+
+def exposure_warning(host: str, token: str | None) -> str | None:
+    """A warning for binding to an address other machines can reach without a token, else None."""
+    if token:
+        return None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return None
+    return (f"serving on {host} without a token: anyone who can reach this address can use the model; "
+            "pass --token (or set EARMARK_TOKEN), or bind to 127.0.0.1")
 
 
 _PREDICT_DOC = {
@@ -158,9 +249,12 @@ def create_app(run_dir: str | Path, settings: ServeSettings | None = None) -> Fa
                   docs_url=None, redoc_url=None)  # FastAPI's doc pages load from a CDN; /openapi.json stays
     app.state.service = service
 
-    @app.exception_handler(UploadError)
-    async def _upload_error(_: Request, exc: UploadError) -> JSONResponse:
-        return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status)
+    _error_handlers(app)
+    if settings.token:
+        app.add_middleware(BearerToken, token=settings.token)
+    if settings.cors_origins:  # added last: outermost, so a browser's preflight is answered before the token check
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-Filename"])
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

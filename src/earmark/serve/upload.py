@@ -6,6 +6,10 @@ Two ways to send a file to ``POST /v1/predict``:
 - the raw bytes as the body (``curl --data-binary @song.mp3 -H 'Content-Type: audio/mpeg'``), the name
   in ``?filename=`` or an ``X-Filename`` header.
 
+Every byte of the body counts toward the limit: the file, other form fields, files after the first and
+multipart's own headers and boundaries (allowed a small margin, :data:`MULTIPART_MARGIN`), whether the body
+comes with a ``Content-Length`` or chunked.
+
 The bytes are written only under the folder given (the caller's temporary folder), under a fixed name
 chosen here: the client's file name is only ever shown, never used as a path.
 """
@@ -75,8 +79,7 @@ class _Sink:
             return
         self.size += len(data)
         if self.size > self.max_bytes:
-            raise UploadError(413, "too_large", f"the upload is larger than the limit of {_mb(self.max_bytes)}; "
-                                                "send a shorter or more compressed file")
+            raise _too_large(self.max_bytes)
         if len(self.head) < 64:
             self.head += data[: 64 - len(self.head)]
         self.file.write(data)
@@ -92,6 +95,16 @@ class _Sink:
     def close(self) -> None:
         if not self.file.closed:
             self.file.close()
+
+
+#: Room for a multipart body's headers and boundaries beyond the limit on the file itself.
+MULTIPART_MARGIN = 64 * 1024
+
+
+def _too_large(max_bytes: int, declared: int | None = None) -> UploadError:
+    size = f" ({_mb(declared)})" if declared is not None else ""
+    return UploadError(413, "too_large", f"the upload{size} is larger than the limit of {_mb(max_bytes)}; "
+                                         "send a shorter or more compressed file")
 
 
 def _mb(n: int) -> str:
@@ -112,16 +125,16 @@ async def receive_upload(content_type: str | None, content_length: str | None, c
         except ValueError:
             raise UploadError(400, "bad_request", f"invalid Content-Length {content_length!r}") from None
         # A multipart body carries a little more than the file: allow for its headers and boundaries.
-        if declared > max_bytes + 64 * 1024:
-            raise UploadError(413, "too_large", f"the upload ({_mb(declared)}) is larger than the limit of "
-                                                f"{_mb(max_bytes)}; send a shorter or more compressed file")
+        if declared > max_bytes + MULTIPART_MARGIN:
+            raise _too_large(max_bytes, declared)
     from starlette.requests import ClientDisconnect
 
     ctype = (content_type or "").lower()
     sink = _Sink(folder, max_bytes)
     try:
         if ctype.startswith("multipart/form-data"):
-            name = await _receive_multipart(content_type or "", chunks, sink)
+            name = await _receive_multipart(content_type or "", _counted(chunks, max_bytes + MULTIPART_MARGIN,
+                                                                         max_bytes), sink)
         else:
             async for chunk in chunks:
                 sink.write(chunk)
@@ -131,6 +144,16 @@ async def receive_upload(content_type: str | None, content_length: str | None, c
         raise UploadError(400, "disconnected", "the client went away before the upload was complete") from None
     finally:
         sink.close()
+
+
+async def _counted(chunks: AsyncIterator[bytes], limit: int, max_bytes: int) -> AsyncIterator[bytes]:
+    """``chunks``, refused with 413 as soon as more than ``limit`` bytes in all have come (no more is read)."""
+    total = 0
+    async for chunk in chunks:
+        total += len(chunk)
+        if total > limit:
+            raise _too_large(max_bytes)
+        yield chunk
 
 
 async def _receive_multipart(content_type: str, chunks: AsyncIterator[bytes], sink: _Sink) -> str | None:

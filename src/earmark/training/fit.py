@@ -48,6 +48,9 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*The number of training batches.*")
     warnings.filterwarnings("ignore", message=".*Checkpoint directory.*exists and is not empty.*")
+    # On resume: earmark has already moved the previous attempt's metrics.csv aside (_loggers), so nothing
+    # of value is deleted; the warning would only alarm.
+    warnings.filterwarnings("ignore", message=".*Previous log files in this directory will be deleted.*")
     warnings.filterwarnings("ignore", message=".*You defined a `validation_step` but have no `val_dataloader`.*")
 
 
@@ -91,6 +94,7 @@ def _loggers(recipe: Recipe, folder: Path) -> list[Any]:
     if is_global_zero() and (csv_dir / "metrics.csv").is_file():  # resuming: Lightning would delete the log
         attempt = len(list(csv_dir.glob("metrics.attempt*.csv")))
         (csv_dir / "metrics.csv").rename(csv_dir / f"metrics.attempt{attempt}.csv")
+        log.info("resuming: the previous attempt's metrics are kept in %s", csv_dir / f"metrics.attempt{attempt}.csv")
     for name in recipe.train.loggers:
         if name == "csv":
             out.append(CSVLogger(str(folder), name="logs", version="csv"))

@@ -1,4 +1,8 @@
-"""Atomic writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic writes: a reader sees the old file or the new one, never half of one.
+
+The file gets the permissions a plain ``open(path, "w")`` would give (0644 under umask 022), not the 0600
+of the temporary file it is written as, so a team can share a run folder or an exported model.
+"""
 from __future__ import annotations
 
 import csv
@@ -21,11 +25,26 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     try:
         write(tmp_path)
         with open(tmp_path, "rb+") as f:
+            # after write(): some writers (safetensors) replace the file and with it the mode set before
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (``/proc/self/status``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once (not atomic across threads, but brief)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -32,10 +32,31 @@ function fmtTime(s) {
 }
 function fmtBytes(n) { return n >= 1e6 ? (n / 1e6).toFixed(1) + " MB" : Math.max(1, Math.round(n / 1e3)) + " kB"; }
 
+// A server started with --token answers /v1/* with 401 until the page sends it: the page asks once, keeps
+// the token for this tab only (sessionStorage) and sends it as a bearer token. "#token=..." in the URL works too.
+function authHeaders() {
+  const t = sessionStorage.getItem("earmark-token");
+  return t ? { Authorization: "Bearer " + t } : {};
+}
+async function apiFetch(url, options = {}) {
+  const hash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (hash) { sessionStorage.setItem("earmark-token", hash); history.replaceState(null, "", location.pathname); }
+  let r = await fetch(url, { ...options, headers: { ...(options.headers || {}), ...authHeaders() } });
+  if (r.status === 401) {
+    const t = window.prompt("This server needs an access token (earmark serve --token):");
+    if (t) {
+      sessionStorage.setItem("earmark-token", t.trim());
+      r = await fetch(url, { ...options, headers: { ...(options.headers || {}), ...authHeaders() } });
+    }
+  }
+  return r;
+}
+
 async function loadModel() {
   try {
-    const r = await fetch("/v1/model");
+    const r = await apiFetch("/v1/model");
     const m = await r.json();
+    if (!r.ok) throw new Error(m.detail || m.error || r.statusText);
     model = m;
     labels = m.labels;
     $("model-info").textContent = `${m.run} · ${m.labels.length} classes · ${m.model}` +
@@ -56,7 +77,7 @@ async function analyse(file) {
   form.append("file", file, file.name);
   let body;
   try {
-    const r = await fetch("/v1/predict?spectrogram=true", { method: "POST", body: form });
+    const r = await apiFetch("/v1/predict?spectrogram=true", { method: "POST", body: form });
     body = await r.json();
     if (!r.ok) throw new Error(body.detail || body.error || r.statusText);
   } catch (e) {
