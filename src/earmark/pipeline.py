@@ -21,8 +21,10 @@ from .config import Recipe, load_recipe
 from .data.loader import SegmentTable
 from .data.manifest import Manifest
 from .data.sources import discover
-from .data.split import Fold, make_folds
+from .data.split import Fold
 from .data.store import PreparedStore, prepare_manifest
+from .engines import Engine, get_engine
+from .engines.members import dataset_folds, train_on_engine
 from .ensemble import vote, with_tta
 from .errors import ConfigError, DatasetError, RunError
 from .evaluation.aggregate import aggregate_by_track
@@ -55,8 +57,8 @@ class Dataset:
         return list(self.manifest.missing) + self.store.skipped()
 
 
-def load_dataset(data: str | Path, recipe: Recipe, labels: list[str] | None = None, show_progress: bool = True
-                 ) -> Dataset:
+def load_dataset(data: str | Path, recipe: Recipe, labels: list[str] | None = None, show_progress: bool = True,
+                 engine: Engine | None = None) -> Dataset:
     manifest = discover(data, group=recipe.data.group)
     if recipe.data.max_files_per_class:
         manifest = manifest.limit_per_class(recipe.data.max_files_per_class, recipe.seed)
@@ -65,7 +67,7 @@ def load_dataset(data: str | Path, recipe: Recipe, labels: list[str] | None = No
         raise DatasetError(f"{data}: found only one class ({labels[0]!r}); a classifier needs at least two")
     lookup = {lbl: i for i, lbl in enumerate(labels)}
     label_index = np.array([lookup.get(it.label, -1) for it in manifest.items], dtype=np.int64)
-    store = prepare_manifest(manifest, recipe.audio, recipe.data.cache_dir, recipe.data.workers, show_progress)
+    store = prepare_manifest(manifest, recipe.audio, recipe.data.cache_dir, recipe.data.workers, show_progress, engine)
     return Dataset(manifest, store, labels, label_index)
 
 
@@ -75,10 +77,6 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     w.writerow(header)
     w.writerows(rows)
     atomic_write_text(path, buf.getvalue())
-
-
-def _remap(fold: Fold, index: np.ndarray) -> Fold:
-    return Fold(fold.name, index[fold.train], index[fold.val], index[fold.test])
 
 
 # ----------------------------------------------------------------------------------------------- members
@@ -111,18 +109,14 @@ def fit_member(recipe: Recipe, ds: Dataset, fold: Fold, train: np.ndarray, val: 
 
 def train_members(recipe: Recipe, run: RunFolder, ds: Dataset, fold: Fold) -> list[dict[str, Any]]:
     """Train (or reuse) every member of one fold; returns their ``members.json`` entries."""
-    from .training.members import plan_members
+    from .training.members import fit_planned_member, plan_members
 
     entries = []
     for plan in plan_members(recipe, ds, fold):
         folder = run.member_dir(fold.name, plan.index)
         done = folder / "member.json"
         if not done.is_file():
-            log.info("fold %s: training member %d (%s)", fold.name, plan.index, plan.describe)
-            info = fit_member(plan.recipe, ds, fold, plan.train, plan.val, folder, plan.seed)
-            info.update(plan.extra(ds, folder, info))
-            info.update(model=plan.recipe.model.name, index=plan.index, fold=fold.name)
-            atomic_write_json(done, info)  # written last: its presence means the member is finished
+            fit_planned_member(plan, ds, fold, folder)
         info = read_json(done)
         entries.append({"dir": str(folder.relative_to(run.path)), "kind": info.get("kind", "net"),
                         "model": info.get("model"), "fold": fold.name, "seed": info.get("seed"),
@@ -329,7 +323,8 @@ def _split_method(recipe: Recipe, manifest: Manifest) -> str:
 
 
 def train(data: str | Path, out: str | Path, recipe: str | Recipe = "default", overrides: list[str] | None = None,
-          group: str | None = None, show_progress: bool = True) -> RunFolder:
+          group: str | None = None, show_progress: bool = True, engine: str | None = None,
+          address: str | None = None) -> RunFolder:
     """Train and evaluate on ``data``; write (or finish) the run folder ``out``. Returns the run."""
     started = time.perf_counter()
     rec = load_recipe(recipe, overrides) if isinstance(recipe, str) else recipe
@@ -344,7 +339,8 @@ def train(data: str | Path, out: str | Path, recipe: str | Recipe = "default", o
     run.start(rec, str(data))
     if rec.variants:
         return _train_variants(data, run, rec, show_progress, started, overrides if isinstance(recipe, str) else None)
-    ds = load_dataset(data, rec, show_progress=show_progress)
+    eng = get_engine(engine, address) if engine else None  # None: members one after another, as always
+    ds = load_dataset(data, rec, show_progress=show_progress, engine=eng)
     labels_file = run.file("labels.json")
     if labels_file.is_file() and run.labels() != ds.labels:
         raise RunError(f"{out} was started on data with classes {run.labels()}, not {ds.labels}")
@@ -353,10 +349,11 @@ def train(data: str | Path, out: str | Path, recipe: str | Recipe = "default", o
     _write_csv(run.file("skipped.csv"), ["path", "reason"], [list(s) for s in skipped])
     if skipped:
         log.warning("%d file(s) skipped; see %s", len(skipped), run.file("skipped.csv"))
-    usable = ds.usable
-    folds = [_remap(f, usable) for f in make_folds(ds.manifest.subset(usable.tolist()), rec.split, rec.split_seed)]
+    folds = dataset_folds(rec, ds)
     _write_splits(run, ds, folds)
     _audit_warnings(ds)
+    if eng:  # every member of every fold as one engine task; scoring below finds them finished
+        train_on_engine(eng, rec, run, data, ds, folds, show_progress)
     results = [run_fold(rec, run, ds, fold) for fold in folds]
     entries = []
     for fold in folds:

@@ -1,6 +1,7 @@
 """Which members a fold trains: one, N seeds, or one per inner fold (k-fold ensembles)."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -8,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..config import Recipe
-from ..utils.files import atomic_write_npy
+from ..utils.files import atomic_write_json, atomic_write_npy
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..data.split import Fold
@@ -60,3 +63,14 @@ def plan_members(recipe: Recipe, ds: "Dataset", fold: "Fold") -> list[MemberPlan
         return plans
     return [MemberPlan(m, recipe, fold.train, fold.val, recipe.seed + 1000 * m,
                        f"seed {recipe.seed + 1000 * m}") for m in range(e.members)]
+
+
+def fit_planned_member(plan: MemberPlan, ds: "Dataset", fold: "Fold", folder: Path) -> None:
+    """Train one planned member into ``folder``; ``member.json``, written last, marks it finished."""
+    from ..pipeline import fit_member
+
+    log.info("fold %s: training member %d (%s)", fold.name, plan.index, plan.describe)
+    info = fit_member(plan.recipe, ds, fold, plan.train, plan.val, folder, plan.seed)
+    info.update(plan.extra(ds, folder, info))
+    info.update(model=plan.recipe.model.name, index=plan.index, fold=fold.name)
+    atomic_write_json(folder / "member.json", info)  # written last: its presence means the member is finished
