@@ -20,6 +20,10 @@ SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Overri
 RecipeOpt = Annotated[str, typer.Option("--recipe", "-r", help="Built-in recipe name or YAML file.")]
 GroupOpt = Annotated[Optional[str], typer.Option("--group", "-g", help="Manifest column that groups files "
                                                  "(speaker, artist, ...); groups never straddle a split.")]
+EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="Where independent work runs: local (this "
+                                                  "machine) or ray (a Ray cluster; pip install 'earmark[ray]').")]
+AddressOpt = Annotated[Optional[str], typer.Option("--address", help="Ray cluster to join (e.g. 10.0.0.1:6379 "
+                                                   "or auto); default: a local Ray instance.")]
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -46,12 +50,14 @@ def train(
     recipe: RecipeOpt = "default",
     overrides: SetOpt = None,
     group: GroupOpt = None,
+    engine: EngineOpt = None,
+    address: AddressOpt = None,
 ) -> None:
     """Train and evaluate a model; resumes an interrupted run in the same folder."""
     from .pipeline import train as run_train
 
     try:
-        run = run_train(data, out, recipe, overrides, group=group)
+        run = run_train(data, out, recipe, overrides, group=group, engine=engine, address=address)
     except EarmarkError as exc:
         _fail(exc)
     from .training.distributed import is_global_zero
@@ -169,16 +175,19 @@ def prepare(
     recipe: RecipeOpt = "default",
     overrides: SetOpt = None,
     group: GroupOpt = None,
+    engine: EngineOpt = None,
+    address: AddressOpt = None,
 ) -> None:
     """Decode and cache a dataset (resumable); training does this itself when needed."""
     from .config import load_recipe
+    from .engines import get_engine
     from .pipeline import load_dataset
 
     try:
         rec = load_recipe(recipe, overrides)
         if group:
             rec.data.group = group
-        ds = load_dataset(data, rec)
+        ds = load_dataset(data, rec, engine=get_engine(engine, address))
     except EarmarkError as exc:
         _fail(exc)
     ok = int(ds.store.ok.sum())
