@@ -1,7 +1,6 @@
 """The engine interface without Ray: retries, failure reports, and the message when Ray is missing."""
 import json
 import sys
-from pathlib import Path
 
 import pytest
 

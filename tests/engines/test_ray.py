@@ -10,14 +10,14 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-import earmark  # noqa: E402
-from earmark.config import AudioConfig  # noqa: E402
-from earmark.data.store import prepare_store  # noqa: E402
-from earmark.engines import get_engine  # noqa: E402
-from earmark.engines.members import FAULTS_ENV  # noqa: E402
+import earmark
+from earmark.config import AudioConfig
+from earmark.data.store import prepare_store
+from earmark.engines import get_engine
+from earmark.engines.members import FAULTS_ENV
 
-from ..conftest import FAST, make_class_folders, write_wav  # noqa: E402
-from ..data.test_store import make_files, store_files  # noqa: E402
+from ..conftest import FAST, make_class_folders, write_wav
+from ..data.test_store import make_files, store_files
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ class LocalEngine:
         from . import FATAL, TaskOutcome, describe_error
 
         weights = list(weights) if weights is not None else [1] * len(tasks)
-        outcomes = []
+        outcomes: list[TaskOutcome] = []
         with progress(total=initial + sum(weights), initial=initial, desc=desc, unit=unit, disable=not show) as bar:
             for task, weight in zip(tasks, weights):
                 outcome = TaskOutcome(task)
