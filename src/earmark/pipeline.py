@@ -339,7 +339,7 @@ def train(data: str | Path, out: str | Path, recipe: str | Recipe = "default", o
     run.start(rec, str(data))
     if rec.variants:
         return _train_variants(data, run, rec, show_progress, started, overrides if isinstance(recipe, str) else None)
-    eng = get_engine(engine, address) if engine else None  # None: members one after another, as always
+    eng = get_engine(engine, address) if engine or address else None  # None: members in turn, as always
     ds = load_dataset(data, rec, show_progress=show_progress, engine=eng)
     labels_file = run.file("labels.json")
     if labels_file.is_file() and run.labels() != ds.labels:
