@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import math
 import os
@@ -134,6 +135,16 @@ def reload_cost(paths_root: Path) -> float:
     return (time.perf_counter() - t0) / len(ds.manifest.items)
 
 
+def m4a_clip_cost() -> float | None:
+    """Seconds per 5 s m4a clip (ffmpeg, a process per file), from the decoding benchmark, if it ran."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "decode.json"
+    try:
+        m4a = json.loads(path.read_text())["m4a"]
+        return float(m4a["earmark_s"]) / int(m4a["files"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def projection(clip_core_s: float, ray_eff: float, overhead_s: float, step_s: float, reload_s: float) -> str:
     clips, clip_s, machines, gpus_per, cores_per = 2_000_000, 10.0, 4, 8, 32
     speedup_gpu = 50.0
@@ -150,6 +161,12 @@ def projection(clip_core_s: float, ray_eff: float, overhead_s: float, step_s: fl
     tasks, gpus = folds * members, machines * gpus_per
     rounds = math.ceil(tasks / gpus)
     reload_task_s = clips * reload_s
+    m4a = m4a_clip_cost()
+    m4a_line = "" if m4a is None else (
+        f"- if the clips are m4a/AAC (as YouTube-derived AudioSet copies often are), each goes through ffmpeg, a "
+        f"process per file: the decoding benchmark measured {m4a * 1000:.0f} ms per 5 s m4a clip here, so about "
+        f"{2 * m4a * 1000:.0f} ms per 10 s clip (scaling all of it with duration: pessimistic) and "
+        f"**{clips * 2 * m4a / (workers * ray_eff) / 60:.0f} min** of wall time, or convert to FLAC once;\n")
     return f"""
 ### Projection: AudioSet-sized data on 4 machines x 8 GPUs
 
@@ -164,8 +181,8 @@ No GPU was available to this session: the training side uses the CPU step measur
 - *assumption*: 32 CPU cores per machine decode (Ray `num_cpus=32`), so {workers} workers, each as efficient
   as measured here with 2 (parallel efficiency {ray_eff:.2f});
 - wall time = 2,000,000 x {clip_core_s:.4f} s / ({workers} x {ray_eff:.2f}) = **{prep_wall / 60:.0f} min**
-  ({prep_core_s / 3600:.0f} core-hours);
-- the store is 2 M x 10 s x 16,000 x 4 B = **{store_tb:.2f} TB**; *assumption*: shared storage writes
+  ({prep_core_s / 3600:.0f} core-hours) for formats decoded in-process (wav, flac, ogg, mp3);
+{m4a_line}- the store is 2 M x 10 s x 16,000 x 4 B = **{store_tb:.2f} TB**; *assumption*: shared storage writes
   at >= 1 GB/s, i.e. >= {store_tb * 1e12 / 1e9 / 60:.0f} min, so at this scale the storage, not the CPUs,
   may set the pace.
 
@@ -183,8 +200,8 @@ No GPU was available to this session: the training side uses the CPU step measur
   ({member_epoch_h * epochs * tasks / 24:.0f} days). At this scale one would train for a few epochs, with
   a larger batch, or give each task 1-2 GPUs by DDP (train.devices) when the tasks are fewer than the GPUs;
 - every task first re-opens the store: {reload_s * 1e6:.0f} us per file measured here (listing and hashing
-  the file identities), i.e. {reload_task_s / 60:.0f} min per task for 2 M files on local disk; on shared
-  storage with slower `stat` calls, more (not measured).
+  the file identities), i.e. {reload_task_s / 60:.0f} min per task for 2 M files on local disk, small next to
+  a member's hours; on shared storage with slower `stat` calls, more (not measured).
 """
 
 
@@ -244,7 +261,8 @@ local engine with one. With 2 workers Ray is {ray1 / ray2:.2f}x faster than with
 (shared with other jobs, so read ratios). The local engine with 2 decoding processes is not faster than with
 1 on this oversubscribed machine; the single-file store before the sharded one behaved the same (300 ESC-10
 clips, measured alongside: 3.2-3.5 s with 1 process, 4.2-4.7 s with 2): its worker processes send every
-decoded array back to the one process that writes, while each Ray worker writes its own shard.
+decoded array back to the one process that writes (likely the cost here), while each Ray worker writes its
+own shard.
 
 Training step (default recipe, batch {step['batch']}, 1 s at 16 kHz, forward + backward + AdamW, {step['threads']}
 torch thread, as in a one-CPU Ray task): **{step['step_s'] * 1000:.0f} ms** on this CPU. Re-opening a finished store: {reload_s * 1e6:.0f} us
