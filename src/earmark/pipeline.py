@@ -67,7 +67,8 @@ def load_dataset(data: str | Path, recipe: Recipe, labels: list[str] | None = No
         raise DatasetError(f"{data}: found only one class ({labels[0]!r}); a classifier needs at least two")
     lookup = {lbl: i for i, lbl in enumerate(labels)}
     label_index = np.array([lookup.get(it.label, -1) for it in manifest.items], dtype=np.int64)
-    store = prepare_manifest(manifest, recipe.audio, recipe.data.cache_dir, recipe.data.workers, show_progress, engine)
+    store = prepare_manifest(manifest, recipe.audio, recipe.data.cache_dir, recipe.data.workers, show_progress,
+                             engine)
     return Dataset(manifest, store, labels, label_index)
 
 
