@@ -98,3 +98,16 @@ def test_failed_member_is_reported_and_the_run_resumes(tmp_path, monkeypatch):
     assert (out / "folds/holdout/members/0/model.safetensors").stat().st_mtime_ns == before  # not retrained
     assert "members failed" not in (out / "report.md").read_text()
     assert earmark.Predictor(out).predict([data / "tone" / "tone_00.wav"])[0]["label"] in ("tone", "hiss")
+
+
+def test_an_address_where_no_cluster_answers_fails_fast():
+    import socket
+
+    from earmark.engines.ray_engine import check_reachable
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConfigError, match=rf"--address 127.0.0.1:{port}: no Ray cluster answers there .*ray start --head"):
+        check_reachable(f"127.0.0.1:{port}", timeout_s=2)
+    check_reachable("auto")  # left to Ray

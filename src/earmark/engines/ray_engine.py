@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,19 @@ def import_ray() -> Any:
     return ray
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a ``HOST:PORT`` that nothing answers on (``ray.init`` would retry for minutes)."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return  # "auto", ray://..., or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); start one "
+                          "with `ray start --head` on that machine, or leave --address out for a local "
+                          "instance") from None
+
+
 class RayEngine:
     name = "ray"
 
@@ -39,13 +53,18 @@ class RayEngine:
         self._ray = ray
         self._started = False
         if not ray.is_initialized():
+            if address:
+                check_reachable(address)
             # EARMARK_* settings (cache, weights) travel to every worker; the dashboard stays off.
             env = {k: v for k, v in os.environ.items() if k.startswith("EARMARK_")}
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
                          logging_level=logging.WARNING, runtime_env={"env_vars": env} if env else None)
-            except ConnectionError as exc:
-                raise ConfigError(f"--address {address}: no Ray cluster answered ({exc}); start one with "
+            except Exception as exc:  # Ray raises ConnectionError, TimeoutError or its own errors here
+                if not address:
+                    raise
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                raise ConfigError(f"--address {address}: no Ray cluster answered ({first}); start one with "
                                   "`ray start --head` or leave --address out for a local instance") from None
             self._started = True
         elif address:
