@@ -33,6 +33,10 @@ SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Overri
 RecipeOpt = Annotated[str, typer.Option("--recipe", "-r", help="Built-in recipe name or YAML file.")]
 GroupOpt = Annotated[Optional[str], typer.Option("--group", "-g", help="Manifest column that groups files "
                                                  "(speaker, artist, ...); groups never straddle a split.")]
+EngineOpt = Annotated[Optional[str], typer.Option("--engine", help="Where independent work runs: local (this "
+                                                  "machine) or ray (a Ray cluster; pip install 'earmark[ray]').")]
+AddressOpt = Annotated[Optional[str], typer.Option("--address", help="Ray cluster to join (e.g. 10.0.0.1:6379 "
+                                                   "or auto); default: a local Ray instance.")]
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -59,11 +63,13 @@ def train(
     recipe: RecipeOpt = "default",
     overrides: SetOpt = None,
     group: GroupOpt = None,
+    engine: EngineOpt = None,
+    address: AddressOpt = None,
 ) -> None:
     """Train and evaluate a model; resumes an interrupted run in the same folder."""
     from .jobs.train import train as run_train
 
-    run = run_train(data, out, recipe, overrides, group=group)
+    run = run_train(data, out, recipe, overrides, group=group, engine=engine, address=address)
     from .training.distributed import is_global_zero
 
     if is_global_zero():  # the other processes of a DDP fit write nothing
@@ -176,11 +182,13 @@ def prepare(
     recipe: RecipeOpt = "default",
     overrides: SetOpt = None,
     group: GroupOpt = None,
+    engine: EngineOpt = None,
+    address: AddressOpt = None,
 ) -> None:
     """Decode and cache a dataset (resumable); training does this itself when needed."""
     from .jobs.prepare import prepare as run_prepare
 
-    rec, ds = run_prepare(data, recipe, overrides, group)
+    rec, ds = run_prepare(data, recipe, overrides, group, engine=engine, address=address)
     ok = int(ds.store.ok.sum())
     seconds = float(ds.store.lengths.sum()) / rec.audio.sample_rate
     typer.echo(f"{ds.manifest.layout} layout: {len(ds.manifest)} files, {len(ds.labels)} classes, "

@@ -47,32 +47,43 @@ def test_store_is_reused_and_keyed_by_settings_and_file_identity(tmp_path):
     assert store_key(files, audio) != s1.folder.name
 
 
-def test_killed_preparation_resumes_to_byte_identical_store(tmp_path):
+def store_files(folder: Path) -> dict[str, bytes]:
+    """Every file of a store but its lock: the shards and the index."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".lock"}
+
+
+def test_killed_preparation_resumes_by_shard_to_byte_identical_store(tmp_path, monkeypatch):
+    monkeypatch.setattr("earmark.data.store.SHARD_FILES", 64)  # 400 files: 7 shards
     files = make_files(tmp_path / "data", 400, seconds=2.0, sr=44100)
     listing = tmp_path / "files.json"
     listing.write_text(json.dumps([str(p) for p in files]))
     script = (
         "import json, sys; from pathlib import Path; from earmark.config import AudioConfig;"
-        "from earmark.data.store import prepare_store;"
+        "import earmark.data.store as s; s.SHARD_FILES = 64;"
         f"paths=[Path(p) for p in json.load(open({str(listing)!r}))];"
-        "prepare_store(paths, AudioConfig(sample_rate=16000), sys.argv[1], workers=1, show_progress=False)"
+        "s.prepare_store(paths, AudioConfig(sample_rate=16000), sys.argv[1], workers=1, show_progress=False)"
     )
     cache = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-c", script, str(cache)])
-    journal = None
+    finished: list[Path] = []
     deadline = time.time() + 120
-    while time.time() < deadline:  # kill once some files are committed, before the end
-        found = list(cache.glob("stores/*/journal.jsonl"))
-        if found and found[0].stat().st_size > 0 and len(found[0].read_text().splitlines()) >= 64:
-            journal = found[0]
+    while time.time() < deadline and proc.poll() is None:  # kill once two shards are finished, before the end
+        finished = sorted(cache.glob("stores/*/shards/*.json"))
+        if len(finished) >= 2:
             break
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert journal is not None, "preparation never committed a batch"
-    assert not (journal.parent / "index.json").exists(), "preparation finished before it could be killed"
+    assert len(finished) >= 2, "preparation never finished a shard"
+    folder = finished[0].parent.parent
+    assert not (folder / "index.json").exists(), "preparation finished before it could be killed"
+    kept = {p.name: p.stat().st_mtime_ns for p in (folder / "shards").glob("*.json")}
     resumed = prepare_store(files, AudioConfig(sample_rate=16000), cache, workers=2, show_progress=False)
     clean = prepare_store(files, AudioConfig(sample_rate=16000), tmp_path / "clean", workers=2, show_progress=False)
-    for name in ("audio.f32", "index.json"):
-        assert (resumed.folder / name).read_bytes() == (clean.folder / name).read_bytes()
-    assert not (resumed.folder / "journal.jsonl").exists()
+    assert {p.name: p.stat().st_mtime_ns for p in (folder / "shards").glob("*.json") if p.name in kept} == kept
+    assert sorted(store_files(resumed.folder)) == sorted(store_files(clean.folder))
+    assert store_files(resumed.folder) == store_files(clean.folder)
+    assert len(list((clean.folder / "shards").glob("*.f32"))) == 7
+    for i in (0, 63, 64, 399):  # either side of a shard boundary
+        np.testing.assert_array_equal(resumed.waveform(i), load_audio(files[i], 16000))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from .manifest import Manifest
 from .sources import discover
 from .split import Fold, make_folds
 from .store import PreparedStore, prepare_manifest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..engines import Engine
 
 
 @dataclass
@@ -35,9 +39,9 @@ class Dataset:
         return list(self.manifest.missing) + self.store.skipped()
 
 
-def load_dataset(data: str | Path, recipe: Recipe, labels: list[str] | None = None, show_progress: bool = True
-                 ) -> Dataset:
-    """Discover ``data`` and decode it into the prepared store (cached, resumable)."""
+def load_dataset(data: str | Path, recipe: Recipe, labels: list[str] | None = None, show_progress: bool = True,
+                 engine: "Engine | None" = None) -> Dataset:
+    """Discover ``data`` and decode it into the prepared store (cached, resumable), on ``engine`` (None: here)."""
     manifest = discover(data, group=recipe.data.group)
     if recipe.data.max_files_per_class:
         manifest = manifest.limit_per_class(recipe.data.max_files_per_class, recipe.seed)
@@ -46,7 +50,8 @@ def load_dataset(data: str | Path, recipe: Recipe, labels: list[str] | None = No
         raise DatasetError(f"{data}: found only one class ({labels[0]!r}); a classifier needs at least two")
     lookup = {lbl: i for i, lbl in enumerate(labels)}
     label_index = np.array([lookup.get(it.label, -1) for it in manifest.items], dtype=np.int64)
-    store = prepare_manifest(manifest, recipe.audio, recipe.data.cache_dir, recipe.data.workers, show_progress)
+    store = prepare_manifest(manifest, recipe.audio, recipe.data.cache_dir, recipe.data.workers, show_progress,
+                             engine)
     return Dataset(manifest, store, labels, label_index)
 
 

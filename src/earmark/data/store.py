@@ -2,17 +2,21 @@
 
 Layout of a store folder (``<cache>/stores/<key>/``)::
 
-    audio.f32      all files' samples, float32, end to end (memory-mapped when read)
-    index.json     per file: offset, length, or the reason it was skipped; written last, atomically
-    journal.jsonl  only while preparing: one committed line per file, for resuming
+    shards/00000.f32   the samples of files 0..SHARD_FILES-1 (manifest order), float32, end to end
+    shards/00000.json  per file of that shard: path, offset in the shard, length, or why it was skipped;
+                       written after its ``.f32``, so its presence means the shard is finished
+    index.json         every shard's sample count and every file's shard, offset, length or skip reason;
+                       written last, atomically, once all shards are finished
 
-The key hashes the audio settings and each file's identity (path, size, modification time), so a later
-run with the same data and settings reuses the store, and any change makes a new one. Segments are not
-stored: they are views (file, start) into this audio, so any segment setting reuses the same store.
+Shards are fixed runs of ``SHARD_FILES`` files in manifest order, so their boundaries depend on the file
+list only, never on which worker or engine decoded them: the local engine (this machine's cores) and the
+Ray engine (one task per shard on a cluster's workers, writing to a folder every node can read) make the
+same files, byte for byte. Nothing in them names a time or a host.
 
-Preparation decodes in parallel over the cores, commits in batches (data flushed before its journal
-lines), and after a kill resumes from the last committed file. The finished ``audio.f32`` and
-``index.json`` are byte-identical to those of an uninterrupted run.
+The key hashes the audio settings, the shard size and each file's identity (path, size, modification
+time), so a later run with the same data and settings reuses the store, and any change makes a new one.
+Segments are not stored: they are views (file, start) into this audio, so any segment setting reuses
+the same store. A killed preparation resumes by shard: a finished shard is kept, any other is redone.
 """
 from __future__ import annotations
 
@@ -26,20 +30,23 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..audio.io import load_audio
 from ..config import AudioConfig
 from ..errors import AudioDecodeError, ConfigError, DatasetError
-from ..utils.files import atomic_write_json, atomic_write_text, read_json
-from ..utils.progress import progress
+from ..utils.files import atomic_write_json, read_json
 from .manifest import Manifest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..engines import Engine
 
 log = logging.getLogger(__name__)
 
-STORE_VERSION = 2  # 2: truncated files (far fewer frames than their header says) are skipped
-_COMMIT_EVERY = 64
+STORE_VERSION = 3  # 2: truncated files are skipped; 3: sharded, the same from every engine
+SHARD_FILES = 256  # files per shard: part of the key, so changing it makes a new store
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -56,9 +63,9 @@ def _file_identity(path: Path) -> list:
 
 
 def store_key(paths: list[Path], audio: AudioConfig) -> str:
-    """Hash of the decoding settings and each file's identity."""
+    """Hash of the decoding settings, the shard size and each file's identity."""
     h = hashlib.sha256()
-    settings = {"version": STORE_VERSION, **audio.model_dump(mode="json")}
+    settings = {"version": STORE_VERSION, "shard_files": SHARD_FILES, **audio.model_dump(mode="json")}
     h.update(json.dumps(settings, sort_keys=True).encode())
     for p in paths:
         try:
@@ -72,9 +79,10 @@ def store_key(paths: list[Path], audio: AudioConfig) -> str:
 @dataclass(frozen=True)
 class StoredFile:
     path: str
-    offset: int
+    offset: int  # within its shard
     length: int
     error: str | None = None
+    shard: int = 0
 
     @property
     def ok(self) -> bool:
@@ -119,10 +127,8 @@ class PreparedStore:
         index = read_json(self.folder / "index.json")
         self.sample_rate: int = index["sample_rate"]
         self.files = [StoredFile(**f) for f in index["files"]]
-        total = index["total_samples"]
-        data = self.folder / "audio.f32"
-        self._audio = (np.memmap(data, dtype=np.float32, mode="r", shape=(total,)) if total
-                       else np.zeros(0, dtype=np.float32))
+        self._shard_samples: list[int] = list(index["shard_samples"])
+        self._shards: dict[int, np.ndarray] = {}  # memory maps, opened on first use
 
     def __len__(self) -> int:
         return len(self.files)
@@ -135,11 +141,18 @@ class PreparedStore:
     def lengths(self) -> np.ndarray:
         return np.array([f.length for f in self.files], dtype=np.int64)
 
+    def _shard(self, k: int) -> np.ndarray:
+        if k not in self._shards:
+            n = self._shard_samples[k]
+            self._shards[k] = (np.memmap(shard_path(self.folder, k, ".f32"), dtype=np.float32, mode="r",
+                                         shape=(n,)) if n else np.zeros(0, dtype=np.float32))
+        return self._shards[k]
+
     def waveform(self, i: int) -> np.ndarray:
         f = self.files[i]
         if not f.ok:
             raise DatasetError(f"{f.path} was skipped during preparation: {f.error}")
-        return self._audio[f.offset: f.offset + f.length]
+        return self._shard(f.shard)[f.offset: f.offset + f.length]
 
     def skipped(self) -> list[tuple[str, str]]:
         return [(f.path, f.error or "") for f in self.files if not f.ok]
@@ -156,19 +169,87 @@ def _locked(folder: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _read_journal(path: Path) -> list[StoredFile]:
-    if not path.exists():
-        return []
-    entries = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break  # a half-written last line: not committed
-            try:
-                entries.append(StoredFile(**json.loads(line)))
-            except (json.JSONDecodeError, TypeError):
-                break
-    return entries
+# ------------------------------------------------------------------------------------------------ shards
+
+
+def shard_ranges(n_files: int) -> list[range]:
+    """The files of each shard: fixed runs of ``SHARD_FILES`` in manifest order."""
+    return [range(s, min(s + SHARD_FILES, n_files)) for s in range(0, n_files, SHARD_FILES)]
+
+
+def shard_path(folder: str | Path, shard: int, suffix: str) -> Path:
+    return Path(folder) / "shards" / f"{shard:05d}{suffix}"
+
+
+def shard_finished(folder: str | Path, shard: int) -> bool:
+    """True when the shard's index is written and its data file has the size that index says."""
+    meta, data = shard_path(folder, shard, ".json"), shard_path(folder, shard, ".f32")
+    if not (meta.is_file() and data.is_file()):
+        return False
+    try:
+        return data.stat().st_size == 4 * int(read_json(meta)["samples"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def write_shard(folder: str, shard: int, paths: list[str], audio_settings: dict[str, Any],
+                workers: int = 1) -> dict[str, int]:
+    """Decode one shard's files (over ``workers`` processes) and write its data, then its index.
+
+    Module-level and given plain arguments, so an engine can run it anywhere that sees ``folder``
+    (a Ray task on another node writes the shard to the shared folder itself)."""
+    data = shard_path(folder, shard, ".f32")
+    data.parent.mkdir(parents=True, exist_ok=True)
+    part = data.with_name(f"{data.name}.part{os.getpid()}")
+    entries: list[dict[str, Any]] = []
+    offset = 0
+    jobs = [(i, p, audio_settings) for i, p in enumerate(paths)]
+    with open(part, "wb") as out:
+        for i, wave, error in _run_jobs(jobs, workers):
+            if error is None:
+                assert wave is not None
+                out.write(np.ascontiguousarray(wave, dtype="<f4").tobytes())
+                entries.append({"path": paths[i], "offset": offset, "length": int(wave.size), "error": None})
+                offset += int(wave.size)
+            else:
+                entries.append({"path": paths[i], "offset": offset, "length": 0, "error": error})
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(part, data)
+    atomic_write_json(shard_path(folder, shard, ".json"), {"samples": offset, "files": entries})
+    return {"shard": shard, "samples": offset, "skipped": sum(e["error"] is not None for e in entries)}
+
+
+def _run_jobs(jobs: list[tuple[int, str, dict]], workers: int) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
+    if workers <= 1 or len(jobs) < 4:
+        yield from map(_decode_job, jobs)
+        return
+    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+    with ctx.Pool(min(workers, len(jobs))) as pool:
+        yield from pool.imap(_decode_job, jobs, chunksize=4)
+
+
+def _write_index(folder: Path, n_shards: int, n_files: int, audio: AudioConfig) -> None:
+    files, shard_samples = [], []
+    for k in range(n_shards):
+        meta = read_json(shard_path(folder, k, ".json"))
+        shard_samples.append(int(meta["samples"]))
+        files += [{**f, "shard": k} for f in meta["files"]]
+    if len(files) != n_files:
+        raise DatasetError(f"preparation of {folder} is inconsistent ({len(files)} of {n_files} files)")
+    atomic_write_json(folder / "index.json", {
+        "version": STORE_VERSION, "sample_rate": audio.sample_rate, "shard_files": SHARD_FILES,
+        "total_samples": sum(shard_samples), "shard_samples": shard_samples,
+        "audio": audio.model_dump(mode="json"), "files": files,
+    })
+
+
+def _remove_partial(folder: Path) -> None:
+    for part in (folder / "shards").glob("*.part*"):
+        part.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------------------------- prepare
 
 
 def prepare_store(
@@ -177,78 +258,48 @@ def prepare_store(
     cache_dir: str | os.PathLike | None = None,
     workers: int | None = None,
     show_progress: bool = True,
+    engine: Engine | None = None,
 ) -> PreparedStore:
-    """Decode ``paths`` into a store (or reuse the finished one with the same key) and open it."""
+    """Decode ``paths`` into a store (or reuse the finished one with the same key) and open it.
+
+    ``engine`` runs the shards: the local engine (default) one after another, each decoded over
+    ``workers`` processes; the Ray engine as one task per shard on the cluster's workers."""
     folder = cache_root(cache_dir) / "stores" / store_key(paths, audio)
     if (folder / "index.json").is_file():
         return PreparedStore(folder)
     with _locked(folder):
         if not (folder / "index.json").is_file():  # another process may have finished it meanwhile
-            _prepare(folder, paths, audio, workers, show_progress)
+            _prepare(folder, paths, audio, workers, show_progress, engine)
     return PreparedStore(folder)
 
 
-def _prepare(folder: Path, paths: list[Path], audio: AudioConfig, workers: int | None, show: bool) -> None:
-    data_path, journal_path = folder / "audio.f32", folder / "journal.jsonl"
-    done = _read_journal(journal_path)
-    offset = done[-1].offset + done[-1].length if done else 0
-    # Drop anything written after the last committed file (a kill between data and journal).
-    with open(data_path, "ab"):
-        pass
-    os.truncate(data_path, offset * 4)
-    # Rewrite the journal with its committed lines only (drops a half-written last line).
-    atomic_write_text(journal_path, "".join(json.dumps(e.__dict__) + "\n" for e in done))
-    if done:
-        log.info("resuming preparation at file %d of %d", len(done), len(paths))
+def _prepare(folder: Path, paths: list[Path], audio: AudioConfig, workers: int | None, show: bool,
+             engine: Engine | None) -> None:
+    from ..engines import LocalEngine, failure_lines
+
+    engine = engine or LocalEngine()
+    _remove_partial(folder)  # from a killed run: only finished shards are kept
+    shards = shard_ranges(len(paths))
+    todo = [k for k in range(len(shards)) if not shard_finished(folder, k)]
+    if len(todo) < len(shards):
+        log.info("resuming preparation: %d of %d shards already finished", len(shards) - len(todo), len(shards))
     settings = audio.model_dump(mode="json")
-    jobs = [(i, str(paths[i]), settings) for i in range(len(done), len(paths))]
-    n_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-    with open(data_path, "ab") as data, open(journal_path, "a", encoding="utf-8") as journal:
-        pending: list[StoredFile] = []
-
-        def commit() -> None:
-            data.flush()
-            os.fsync(data.fileno())
-            journal.write("".join(json.dumps(e.__dict__) + "\n" for e in pending))
-            journal.flush()
-            os.fsync(journal.fileno())
-            pending.clear()
-
-        with progress(total=len(paths), initial=len(done), desc="prepare", unit="file", disable=not show) as bar:
-            for i, wave, error in _run_jobs(jobs, n_workers):
-                if error is None:
-                    assert wave is not None
-                    data.write(np.ascontiguousarray(wave, dtype="<f4").tobytes())
-                    pending.append(StoredFile(str(paths[i]), offset, int(wave.size)))
-                    offset += int(wave.size)
-                else:
-                    pending.append(StoredFile(str(paths[i]), offset, 0, error))
-                if len(pending) >= _COMMIT_EVERY:
-                    commit()
-                bar.update(1)
-            commit()
-    files = _read_journal(journal_path)
-    if len(files) != len(paths):
-        raise DatasetError(f"preparation of {folder} is inconsistent ({len(files)} of {len(paths)} files)")
-    atomic_write_json(folder / "index.json", {
-        "version": STORE_VERSION, "sample_rate": audio.sample_rate, "total_samples": offset,
-        "audio": settings, "files": [f.__dict__ for f in files],
-    })
-    journal_path.unlink()
-
-
-def _run_jobs(jobs: list[tuple[int, str, dict]], workers: int) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
-    if workers <= 1 or len(jobs) < 4:
-        yield from map(_decode_job, jobs)
-        return
-    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ctx.Pool(workers) as pool:
-        yield from pool.imap(_decode_job, jobs, chunksize=4)
+    per_task = 1 if engine.name == "ray" else max(1, workers or os.cpu_count() or 1)
+    tasks = [(str(folder), k, [str(paths[i]) for i in shards[k]], settings, per_task) for k in todo]
+    outcomes = engine.map(write_shard, tasks, desc="prepare", unit="file", weights=[len(t[2]) for t in tasks],
+                          initial=len(paths) - sum(len(t[2]) for t in tasks), show=show)
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        raise DatasetError(f"preparation of {folder}: {len(failed)} shard(s) failed twice:\n"
+                           + failure_lines([(f"shard {o.task[1]}", o.error) for o in failed])
+                           + "\nrun the same command again to redo only the unfinished shards")
+    _write_index(folder, len(shards), len(paths), audio)
+    _remove_partial(folder)
 
 
 def prepare_manifest(
     manifest: Manifest, audio: AudioConfig, cache_dir: str | None = None, workers: int | None = None,
-    show_progress: bool = True,
+    show_progress: bool = True, engine: Engine | None = None,
 ) -> PreparedStore:
     """Prepare the store of every file in a manifest (same order as ``manifest.items``)."""
-    return prepare_store([it.path for it in manifest.items], audio, cache_dir, workers, show_progress)
+    return prepare_store([it.path for it in manifest.items], audio, cache_dir, workers, show_progress, engine)

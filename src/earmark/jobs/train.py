@@ -19,6 +19,7 @@ from ..config import Recipe, load_recipe
 from ..data.dataset import Dataset, dataset_folds, load_dataset
 from ..data.loader import SegmentTable
 from ..data.split import Fold
+from ..engines import get_engine
 from ..ensemble import vote
 from ..errors import DatasetError, RunError
 from ..evaluation.scoring import score_tracks, val_accuracy, write_prediction_tables
@@ -62,8 +63,12 @@ def run_fold(recipe: Recipe, run: RunFolder, ds: Dataset, fold: Fold) -> dict[st
 
 
 def train(data: str | Path, out: str | Path, recipe: str | Recipe = "default", overrides: list[str] | None = None,
-          group: str | None = None, show_progress: bool = True) -> RunFolder:
-    """Train and evaluate on ``data``; write (or finish) the run folder ``out``. Returns the run."""
+          group: str | None = None, show_progress: bool = True, engine: str | None = None,
+          address: str | None = None) -> RunFolder:
+    """Train and evaluate on ``data``; write (or finish) the run folder ``out``. Returns the run.
+
+    ``engine`` (``local`` or ``ray``, at ``address``) prepares the data and trains every (fold, member) pair as
+    one task there; without it, members train in turn in this process."""
     started = time.perf_counter()
     rec = load_recipe(recipe, overrides) if isinstance(recipe, str) else recipe
     if group:
@@ -77,7 +82,8 @@ def train(data: str | Path, out: str | Path, recipe: str | Recipe = "default", o
     run.start(rec, str(data))
     if rec.variants:
         return _train_variants(data, run, rec, show_progress, started, overrides if isinstance(recipe, str) else None)
-    ds = load_dataset(data, rec, show_progress=show_progress)
+    eng = get_engine(engine, address) if engine or address else None  # None: members in turn, as always
+    ds = load_dataset(data, rec, show_progress=show_progress, engine=eng)
     labels_file = run.file("labels.json")
     if labels_file.is_file() and run.labels() != ds.labels:
         raise RunError(f"{out} was started on data with classes {run.labels()}, not {ds.labels}")
@@ -89,6 +95,10 @@ def train(data: str | Path, out: str | Path, recipe: str | Recipe = "default", o
     folds = dataset_folds(ds, rec)
     _write_splits(run, ds, folds)
     _audit_warnings(ds)
+    if eng:  # every member of every fold as one engine task; scoring below finds them finished
+        from ..engines.members import train_on_engine
+
+        train_on_engine(eng, rec, run, data, ds, folds, show_progress)
     results = [run_fold(rec, run, ds, fold) for fold in folds]
     entries = []
     for fold in folds:

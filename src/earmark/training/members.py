@@ -97,6 +97,15 @@ def fit_member(recipe: Recipe, ds: "Dataset", fold: "Fold", train: np.ndarray, v
                                                  num_classes)}
 
 
+def fit_planned_member(plan: MemberPlan, ds: "Dataset", fold: "Fold", folder: Path) -> None:
+    """Train one planned member into ``folder``; ``member.json``, written last, marks it finished."""
+    log.info("fold %s: training member %d (%s)", fold.name, plan.index, plan.describe)
+    info = fit_member(plan.recipe, ds, fold, plan.train, plan.val, folder, plan.seed)
+    info.update(plan.extra(ds, folder, info))
+    info.update(model=plan.recipe.model.name, index=plan.index, fold=fold.name)
+    atomic_write_json(folder / "member.json", info)  # written last: its presence means the member is finished
+
+
 def train_members(recipe: Recipe, run: "RunFolder", ds: "Dataset", fold: "Fold") -> list[MemberEntry]:
     """Train (or reuse) every member of one fold; returns their ``members.json`` entries."""
     entries = []
@@ -104,11 +113,7 @@ def train_members(recipe: Recipe, run: "RunFolder", ds: "Dataset", fold: "Fold")
         folder = run.member_dir(fold.name, plan.index)
         done = folder / "member.json"
         if not done.is_file():
-            log.info("fold %s: training member %d (%s)", fold.name, plan.index, plan.describe)
-            info = fit_member(plan.recipe, ds, fold, plan.train, plan.val, folder, plan.seed)
-            info.update(plan.extra(ds, folder, info))
-            info.update(model=plan.recipe.model.name, index=plan.index, fold=fold.name)
-            atomic_write_json(done, info)  # written last: its presence means the member is finished
+            fit_planned_member(plan, ds, fold, folder)
         info = read_json(done)
         entries.append(MemberEntry(str(folder.relative_to(run.path)), info.get("kind", "net"), info.get("model"),
                                    fold.name, info.get("seed"), info.get("best_score"), 1.0))
