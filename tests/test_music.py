@@ -19,9 +19,9 @@ def test_singer_gender_recipe_on_mir1k_clips_leaves_a_singer_out(tmp_path: Path)
     data = shared_dataset("mir1k")
     recipe = load_recipe("singer-gender")
     run = train(data, tmp_path / "run", "singer-gender",
-                [*TINY, "data.max_files_per_class=4", "split.method=logo", "split.max_folds=1"],
+                [*TINY, "data.max_files_per_class=4", "split.method=logo", "split.max_folds=1", "ensemble.members=1"],
                 group="singer", show_progress=False).path
-    _check_run(run, members=recipe.ensemble.members)
+    _check_run(run, members=1)
     with open(run / "splits.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     fold = [k for k in rows[0] if k not in ("path", "label", "group")][0]
