@@ -24,7 +24,7 @@ def test_singer_gender_recipe_on_mir1k_clips_leaves_a_singer_out(tmp_path: Path)
     _check_run(run, members=1)
     with open(run / "splits.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    fold = [k for k in rows[0] if k not in ("path", "label", "group")][0]
+    fold = next(k for k in rows[0] if k not in ("path", "label", "group"))
     test_groups = {r["group"] for r in rows if r[fold] == "test"}
     train_groups = {r["group"] for r in rows if r[fold] == "train"}
     assert len(test_groups) == 1 and not test_groups & train_groups  # one singer held out, never trained on
