@@ -85,7 +85,7 @@ def score_scaled(run: Path, data: Path, gains_db: tuple[float, ...] = GAINS_DB) 
     from earmark.data.loader import SegmentTable
     from earmark.evaluation.aggregate import aggregate_by_track
     from earmark.inference.members import load_member
-    from earmark.pipeline import load_dataset
+    from earmark.data.dataset import load_dataset
     from earmark.run import load_run_recipe
     from earmark.utils.files import read_json
 

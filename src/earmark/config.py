@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,10 +24,20 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+#: What a run hears of a multichannel file: the mix-down, one channel (``left`` = 0, ``right`` = 1, or an index),
+#: or the mid ``(L + R) / 2`` / side ``(L - R) / 2`` of the first two channels.
+ChannelSetting = Literal["mix", "left", "right", "mid", "side"] | Annotated[int, Field(ge=0)]
+
+
 class AudioConfig(_Section):
-    """Decoding: every file becomes float32 mono at ``sample_rate``."""
+    """Decoding: every file becomes float32 mono at ``sample_rate`` (``channels`` says which mono)."""
 
     sample_rate: int = Field(16000, gt=0, description="Rate every file is resampled to (Hz).")
+    channels: ChannelSetting = Field(
+        "mix", description="What the run hears of a multichannel file: mix (the average of all channels), "
+        "left, right, a channel index (0 = left), mid ((L+R)/2) or side ((L-R)/2). A file without that "
+        "channel is skipped and reported.",
+    )
     max_duration_s: float | None = Field(
         None, gt=0, description="Keep only the first seconds of each file (None: the whole file)."
     )

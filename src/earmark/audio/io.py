@@ -338,17 +338,72 @@ def _to_mono(block: np.ndarray) -> np.ndarray:
         return block.mean(axis=1, dtype=np.float32)
 
 
+# ------------------------------------------------------------------------------------- channel selection
+
+#: Named channels and the index they stand for (``audio.channels``).
+CHANNEL_INDEX = {"left": 0, "right": 1}
+
+
+def channels_needed(channels: str | int) -> int:
+    """How many channels a file needs for the setting ``channels`` (``audio.channels``)."""
+    if channels == "mix":
+        return 1
+    if channels in ("mid", "side"):
+        return 2
+    return CHANNEL_INDEX[channels] + 1 if isinstance(channels, str) else int(channels) + 1
+
+
+def check_channels(n_channels: int, channels: str | int, path: str | Path) -> None:
+    """Raise :class:`AudioDecodeError` naming ``path`` when a file of ``n_channels`` lacks what ``channels`` needs."""
+    if channels not in ("mix", "left", "right", "mid", "side") and not (isinstance(channels, int) and channels >= 0):
+        raise ValueError(f"unknown channel setting {channels!r}; use mix, left, right, mid, side or an index >= 0")
+    need = channels_needed(channels)
+    if n_channels < need:
+        what = "the first two channels" if channels in ("mid", "side") else f"channel {need - 1}"
+        raise AudioDecodeError(
+            path, f"missing channel: audio.channels={channels} needs {what}, but the file has {n_channels} "
+                  f"channel{'s' * (n_channels != 1)} (use audio.channels=mix, or a channel the file has)")
+
+
+def select_channels(block: np.ndarray, channels: str | int = "mix", path: str | Path = "(audio)") -> np.ndarray:
+    """What a run hears of decoded audio ``(frames, channels)``: float32 ``(frames,)``.
+
+    ``mix`` averages every channel (a mono file passes through); ``left``/``right``/an index keeps one
+    channel; ``mid`` is ``(L + R) * 0.5`` and ``side`` ``(L - R) * 0.5`` of the first two channels (the
+    ONNX graph computes the same, see :mod:`earmark.inference.channel_graph`).
+
+    Raises:
+        AudioDecodeError: the block lacks the channel (naming ``path``).
+    """
+    if block.ndim != 2:
+        raise ValueError(f"expected decoded audio (frames, channels), got shape {block.shape}")
+    if channels == "mix":
+        return _to_mono(block)
+    check_channels(block.shape[1], channels, path)
+    x = block.astype(np.float32, copy=False)
+    if channels == "mid":
+        return (x[:, 0] + x[:, 1]) * np.float32(0.5)
+    if channels == "side":
+        return (x[:, 0] - x[:, 1]) * np.float32(0.5)
+    return np.ascontiguousarray(x[:, channels_needed(channels) - 1])
+
+
 def stream_audio(
-    path: str | Path, sample_rate: int, block_s: float = _BLOCK_SECONDS, max_duration_s: float | None = None
+    path: str | Path, sample_rate: int, block_s: float = _BLOCK_SECONDS, max_duration_s: float | None = None,
+    channels: str | int = "mix",
 ) -> Iterator[np.ndarray]:
     """Yield float32 mono blocks at ``sample_rate``; memory stays bounded whatever the file's length.
 
+    ``channels`` (``audio.channels``): what is heard of a multichannel file, see :func:`select_channels`.
+
     Raises:
-        AudioDecodeError: the file is missing, empty, not audio, truncated (far fewer frames than its
-            header promises; raised after the last block) or holds NaN/Inf samples.
+        AudioDecodeError: the file is missing, empty, not audio, lacks the channel ``channels`` asks for,
+            truncated (far fewer frames than its header promises; raised after the last block) or holds
+            NaN/Inf samples.
     """
     path = Path(path)
     info, exact, blocks = _open(path, block_s)
+    check_channels(info.channels, channels, path)
     if not 0 < info.sample_rate <= _MAX_RATE:
         raise AudioDecodeError(path, f"invalid sample rate {info.sample_rate} Hz in the header")
     resampler = (
@@ -365,7 +420,7 @@ def stream_audio(
             block = block[:remaining]
             remaining -= block.shape[0]
         decoded += block.shape[0]
-        mono = _to_mono(block)
+        mono = select_channels(block, channels, path)
         if not np.isfinite(mono).all():
             raise AudioDecodeError(path, "contains NaN or Inf samples (a broken float file)")
         out = mono if resampler is None else resampler.resample_chunk(mono)
@@ -405,15 +460,16 @@ def load_audio(
     max_duration_s: float | None = None,
     min_duration_s: float = 0.0,
     reject_silent: bool = False,
+    channels: str | int = "mix",
 ) -> np.ndarray:
     """Decode a whole file to a float32 mono array of shape ``(samples,)`` at ``sample_rate``.
 
     Raises:
-        AudioDecodeError: unreadable, empty, NaN/Inf, shorter than ``min_duration_s``, or (with
-            ``reject_silent``) digitally silent.
+        AudioDecodeError: unreadable, empty, NaN/Inf, without the channel ``channels`` asks for, shorter
+            than ``min_duration_s``, or (with ``reject_silent``) digitally silent.
     """
     path = Path(path)
-    blocks = list(stream_audio(path, sample_rate, max_duration_s=max_duration_s))
+    blocks = list(stream_audio(path, sample_rate, max_duration_s=max_duration_s, channels=channels))
     audio = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
     check_audio(audio, sample_rate, path, min_duration_s=min_duration_s, reject_silent=reject_silent)
     return audio

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..audio.io import load_audio
+from ..audio.io import CHANNEL_INDEX, load_audio
 from ..config import AudioConfig
 from ..errors import AudioDecodeError, ConfigError, DatasetError
 from ..utils.files import atomic_write_json, read_json
@@ -66,6 +66,10 @@ def store_key(paths: list[Path], audio: AudioConfig) -> str:
     """Hash of the decoding settings, the shard size and each file's identity."""
     h = hashlib.sha256()
     settings = {"version": STORE_VERSION, "shard_files": SHARD_FILES, **audio.model_dump(mode="json")}
+    if settings["channels"] == "mix":  # the default: the key of a store is that of before the setting existed
+        del settings["channels"]
+    else:  # left/right hear the same as 0/1: one store
+        settings["channels"] = CHANNEL_INDEX.get(settings["channels"], settings["channels"])
     h.update(json.dumps(settings, sort_keys=True).encode())
     for p in paths:
         try:
@@ -92,7 +96,7 @@ class StoredFile:
 def decode_for_store(path: str, audio: AudioConfig) -> np.ndarray:
     """Decode, check and (optionally) separate one file, as the store keeps it."""
     wave = load_audio(path, audio.sample_rate, max_duration_s=audio.max_duration_s,
-                      min_duration_s=audio.min_duration_s, reject_silent=True)
+                      min_duration_s=audio.min_duration_s, reject_silent=True, channels=audio.channels)
     if audio.separation != "none":
         from ..audio.separate import separate_vocals
 

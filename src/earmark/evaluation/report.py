@@ -42,7 +42,9 @@ def write_report(run: "RunFolder", recipe: "Recipe", ds: "Dataset", m: dict[str,
         f"{len(ds.labels)} classes, grouped by {ds.manifest.group_by})",
         f"- skipped: {m['n_skipped']} file(s)" + (" (see skipped.csv)" if m["n_skipped"] else ""),
         f"- split: {m['split_method']}, {n_folds} fold{'s' * (n_folds > 1)}",
-        f"- audio: {r.audio.sample_rate} Hz mono; segments {r.segment.length_s:g} s, hop {r.segment.hop_s:g} s "
+        f"- audio: {r.audio.sample_rate} Hz mono"
+        f"{'' if r.audio.channels == 'mix' else f' (channel: {r.audio.channels})'}; "
+        f"segments {r.segment.length_s:g} s, hop {r.segment.hop_s:g} s "
         f"(short: {r.segment.short}, tail: {r.segment.tail})",
         f"- features: {r.features.kind}, {r.features.n_mels} mels, {r.features.win_ms:g}/{r.features.hop_ms:g} ms, "
         f"n_fft {r.features.n_fft}",

@@ -30,11 +30,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..audio.segment import SegmentCutter, SegmentSpec
 from ..errors import RunError
 from ..run import RunFolder, open_run
 from ..utils.files import atomic_write
+from .channel_graph import ChannelSelect, ChannelSelected, example_channels, lift_mono, parse_channels
 from .graph import WaveformClassifier
 
 log = logging.getLogger(__name__)
@@ -53,8 +55,10 @@ def _as_run(run: str | Path | RunFolder) -> RunFolder:
     return run if isinstance(run, RunFolder) else open_run(run)
 
 
-def build_classifier(run_dir: str | Path | RunFolder) -> tuple[WaveformClassifier, dict[str, str]]:
-    """The run as one :class:`WaveformClassifier` (CPU, eval mode, matrix-product FFT) and its metadata.
+def build_classifier(run_dir: str | Path | RunFolder) -> tuple[WaveformClassifier | ChannelSelected, dict[str, str]]:
+    """The run as one :class:`WaveformClassifier` (CPU, eval mode, matrix-product FFT) and its metadata; behind a
+    :class:`~earmark.inference.channel_graph.ChannelSelect` (input ``(batch, channels, samples)``) when the run
+    hears one channel or mid/side (``audio.channels``).
 
     ``run_dir``: a finished run folder, or a :class:`RunFolder` already opened (it is not read again).
 
@@ -84,8 +88,10 @@ def build_classifier(run_dir: str | Path | RunFolder) -> tuple[WaveformClassifie
     cutter = SegmentCutter.from_spec(spec)
     voting = run.voting()
     weights = [e.weight for e in entries]
-    model = WaveformClassifier(nets, weights, voting, recipe.eval.aggregate, cutter, recipe.ensemble.tta,
-                               recipe.ensemble.tta_shift).eval()
+    mono = WaveformClassifier(nets, weights, voting, recipe.eval.aggregate, cutter, recipe.ensemble.tta,
+                              recipe.ensemble.tta_shift).eval()
+    channels = recipe.audio.channels
+    model = mono if channels == "mix" else ChannelSelected(ChannelSelect(channels), mono).eval()
     if recipe.audio.separation != "none":
         log.warning("%s separates vocals (%s) before its features; the ONNX graph starts after that step, so "
                     "feed it separated audio (earmark predict --backend onnx does)", run.path, recipe.audio.separation)
@@ -104,9 +110,12 @@ def build_classifier(run_dir: str | Path | RunFolder) -> tuple[WaveformClassifie
         "earmark.tta": json.dumps({"n": recipe.ensemble.tta, "max_shift": recipe.ensemble.tta_shift}),
         "earmark.features": json.dumps(recipe.features.model_dump()),
         "earmark.separation": recipe.audio.separation,
+        "earmark.channels": str(channels),
         "earmark.run_fingerprint": run.digest(),  # key kept so files exported before still match
         "earmark.version": __version__,
-        "earmark.inputs": "waveform: float32 (batch, samples), mono at earmark.sample_rate Hz",
+        "earmark.inputs": ("waveform: float32 (batch, samples), mono at earmark.sample_rate Hz" if channels == "mix"
+                           else f"waveform: float32 (batch, channels, samples) at earmark.sample_rate Hz; the graph "
+                                f"keeps audio.channels={channels}"),
         "earmark.outputs": "probabilities (batch, classes); segment_probabilities (batch, n_segments, classes)",
     }
     return model, meta
@@ -140,13 +149,20 @@ def export_and_verify(run_dir: str | Path | RunFolder, out_path: str | Path | No
     if input_rate and input_rate != int(meta["earmark.sample_rate"]):  # --input-rate: resample inside the graph
         from ..audio.resample import ResampledInput
 
+        if meta["earmark.channels"] != "mix":
+            raise RunError(f"{run_dir}: --input-rate is not supported yet for a run that hears one channel "
+                           f"(audio.channels={meta['earmark.channels']}); export without it and resample the "
+                           "audio to the run's rate with a proper resampler (soxr)")
         model = ResampledInput(model, input_rate, int(meta["earmark.sample_rate"])).eval()  # type: ignore[assignment]
         meta["earmark.input_rate"] = str(input_rate)
         meta["earmark.inputs"] = f"waveform: float32 (batch, samples), mono at {input_rate} Hz (earmark.input_rate)"
         out = Path(out_path) if out_path else run_dir / f"model-{input_rate}hz.onnx"  # never the run's own model.onnx
     length = model.cutter.length
-    example = _test_signal(2, length + model.cutter.hop + length // 3, int(meta["earmark.sample_rate"]))
-    dims = ({0: torch.export.Dim("batch", min=1, max=1 << 20), 1: torch.export.Dim("samples", min=1, max=1 << 31)},)
+    example = _test_input(model, 2, length + model.cutter.hop + length // 3, int(meta["earmark.sample_rate"]))
+    dims = ({0: torch.export.Dim("batch", min=1, max=1 << 20), example.ndim - 1: torch.export.Dim("samples", min=1,
+                                                                                                  max=1 << 31)},)
+    if isinstance(model, ChannelSelected):
+        dims[0][1] = torch.export.Dim("channels", min=model.select.needed, max=64)
     t0 = time.perf_counter()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -160,7 +176,8 @@ def export_and_verify(run_dir: str | Path | RunFolder, out_path: str | Path | No
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     rate = meta.get("earmark.input_rate", meta["earmark.sample_rate"])
-    proto.doc_string = (f"earmark run {run_dir.name}: waveform (batch, samples) at {rate} Hz "
+    shape = "batch, samples" if example.ndim == 2 else "batch, channels, samples"
+    proto.doc_string = (f"earmark run {run_dir.name}: waveform ({shape}) at {rate} Hz "
                         "-> class probabilities; labels in metadata earmark.labels")
     atomic_write(out, lambda p: onnx.save(proto, str(p)))
     log.info("exported %s to %s in %.1f s", run_dir, out, time.perf_counter() - t0)
@@ -182,14 +199,23 @@ def _test_signal(batch: int, samples: int, sample_rate: int, seed: int = 0) -> n
     return (chirp[None, :] + 0.1 * rng.standard_normal((batch, samples))).astype(np.float32)
 
 
+def _test_input(model: nn.Module, batch: int, samples: int, sample_rate: int, seed: int = 0) -> np.ndarray:
+    """:func:`_test_signal` shaped for ``model``'s input: ``(batch, samples)``, or ``(batch, channels, samples)``
+    (distinct signals per channel) for a :class:`ChannelSelected`."""
+    if not isinstance(model, ChannelSelected):
+        return _test_signal(batch, samples, sample_rate, seed)
+    n = example_channels(model.select.channels)
+    return _test_signal(batch * n, samples, sample_rate, seed).reshape(batch, n, samples)
+
+
 @torch.no_grad()
-def verify_export(model: WaveformClassifier, path: str | Path) -> float:
+def verify_export(model: WaveformClassifier | ChannelSelected, path: str | Path) -> float:
     """Largest absolute difference between PyTorch and onnxruntime, over a few lengths and batch sizes."""
     onnx_model = OnnxModel(path)
     length, hop = model.cutter.length, model.cutter.hop
     worst = 0.0
     for batch, samples in ((1, length), (3, 2 * length + hop // 2 + 7)):
-        x = _test_signal(batch, samples, onnx_model.input_rate, seed=samples)
+        x = _test_input(model, batch, samples, onnx_model.input_rate, seed=samples)
         ref = [t.numpy() for t in model(torch.from_numpy(x))]
         got = onnx_model.run(x)
         worst = max(worst, *(float(np.abs(a - b).max()) for a, b in zip(ref, got)))
@@ -232,17 +258,23 @@ class OnnxModel:
         self.segment_samples = int(self.segment["samples"])
         #: :meth:`RunFolder.digest` of the run it was exported from
         self.digest = self.metadata.get("earmark.run_fingerprint", "")
+        #: ``audio.channels`` of the run; other than ``mix``, the graph takes ``(batch, channels, samples)``.
+        self.channels = parse_channels(self.metadata.get("earmark.channels", "mix"))
 
     def run(self, waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(probabilities (batch, classes), segment_probabilities (batch, n_segments, classes))``.
 
-        ``waves``: float32 ``(batch, samples)`` (or one ``(samples,)`` signal) at :attr:`input_rate`.
+        ``waves``: float32 ``(batch, samples)`` (or one ``(samples,)`` signal) at :attr:`input_rate`; for a run
+        that hears one channel (:attr:`channels` not ``mix``), ``(batch, channels, samples)`` (or one
+        ``(channels, samples)`` file).
         """
         x = np.asarray(waves, dtype=np.float32)
-        if x.ndim == 1:
-            x = x[None, :]
-        if x.ndim != 2 or x.shape[1] == 0:
-            raise ValueError(f"expected waveforms (batch, samples), got shape {x.shape}")
+        rank = 2 if self.channels == "mix" else 3
+        if x.ndim == rank - 1:
+            x = x[None]
+        if x.ndim != rank or x.shape[-1] == 0:
+            shape = "(batch, samples)" if rank == 2 else "(batch, channels, samples)"
+            raise ValueError(f"expected waveforms {shape}, got shape {x.shape}")
         probs, seg_probs = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(x)})
         return probs, seg_probs
 
@@ -253,4 +285,6 @@ class OnnxModel:
             raise ValueError(f"expected segments (n, {self.segment_samples}), got shape {segments.shape}")
         if segments.shape[0] == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        if self.channels != "mix":  # already-selected audio: the input whose selection it is
+            return self.run(lift_mono(segments, self.channels))[1][:, 0, :]
         return self.run(segments)[1][:, 0, :]

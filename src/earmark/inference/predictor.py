@@ -174,15 +174,18 @@ class Predictor:
 
             wave = decode_for_store(str(path), self.recipe.audio.model_copy(update={"max_duration_s": None}))
             return self.predict_blocks([wave], segments, str(path))
-        return self.predict_blocks(stream_audio(path, self.sample_rate), segments, str(path))
+        return self.predict_blocks(stream_audio(path, self.sample_rate, channels=self.recipe.audio.channels),
+                                   segments, str(path))
 
     def predict_waveform(self, wave: np.ndarray, sample_rate: int | None = None, segments: bool = False,
                          name: str = "(waveform)") -> dict[str, Any]:
-        from ..audio.io import resample
+        """Predict a waveform ``(samples,)``, or ``(samples, channels)`` (up to 16 channels; else read as
+        ``(channels, samples)``) heard as the run's ``audio.channels`` says."""
+        from ..audio.io import resample, select_channels
 
         wave = np.asarray(wave, dtype=np.float32)
         if wave.ndim == 2:
-            wave = wave.mean(axis=1 if wave.shape[1] <= 16 else 0)
+            wave = select_channels(wave if wave.shape[1] <= 16 else wave.T, self.recipe.audio.channels, name)
         if sample_rate and sample_rate != self.sample_rate:
             wave = resample(wave, sample_rate, self.sample_rate)
         if not np.isfinite(wave).all():

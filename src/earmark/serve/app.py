@@ -100,7 +100,7 @@ class ModelService:
         sr = self.predictor.sample_rate
         max_samples = int(limit * sr) + sr // 2
         blocks, total = [], 0
-        for block in stream_audio(upload.path, sr, block_s=10.0):
+        for block in stream_audio(upload.path, sr, block_s=10.0, channels=self.recipe.audio.channels):
             total += block.shape[0]
             if total > max_samples:
                 raise _too_long(upload.filename, None, limit)
@@ -149,9 +149,10 @@ def _too_long(filename: str, duration: float | None, limit: float) -> UploadErro
 def _decode_error(filename: str, reason: str) -> UploadError:
     code = ("silent" if reason.startswith("silent") else "too_short" if reason.startswith(("too short", "shorter"))
             else "no_audio" if reason.startswith("no audio") else "truncated" if reason.startswith("truncated")
-            else "not_audio")
+            else "missing_channel" if reason.startswith("missing channel") else "not_audio")
     hint = {"not_audio": "send an audio file (wav, flac, ogg, mp3, m4a, ...)",
             "truncated": "send the complete file",
+            "missing_channel": "send a file with that channel (this model listens to one channel of it)",
             "silent": "send a recording with sound in it", "too_short": "send a longer recording",
             "no_audio": "the file holds no samples; send a complete audio file"}[code]
     return UploadError(422, code, f"{filename}: {reason}; {hint}")
