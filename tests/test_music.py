@@ -5,10 +5,10 @@ import csv
 from pathlib import Path
 
 import pytest
-from earmark.jobs.train import train
 
 from earmark.config import load_recipe
 from earmark.inference.predictor import Predictor
+from earmark.jobs.train import train
 
 from .conftest import shared_dataset
 from .test_recipes import TINY, _check_run
