@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DOCS, ROOT, machine  # noqa: E402
 
 # Section order in BENCHMARKS.md: the script that writes each section, and extra args.
-SCRIPTS = ["accuracy", "decode", "features", "loader", "throughput", "track", "models", "ensemble", "serve_load", "long_file", "audit"]
+SCRIPTS = ["accuracy", "loudness", "decode", "features", "loader", "throughput", "track", "models", "ensemble", "serve_load", "long_file", "audit"]
 SECTION_OF = {"serve_load": "serve", "ensemble": "ensemble", "long_file": "long_file"}
 INTRO = """# Benchmarks
 
