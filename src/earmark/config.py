@@ -101,8 +101,15 @@ class FeatureConfig(_Section):
 class ModelConfig(_Section):
     name: str = "cnn"
     dropout: float = Field(0.2, ge=0, lt=1)
-    pretrained: str | None = Field(None, description="Local weights file (safetensors or torch state dict).")
+    pretrained: str | None = Field(
+        None, description="A known checkpoint (mn04_as, ...: found in EARMARK_WEIGHTS or downloaded, sha256 "
+        "checked) or a local weights file (safetensors or torch state dict).")
+    weights: str | None = Field(
+        None, description="A local weights file used as given (wins over pretrained's file).")
     freeze_backbone: bool = False
+    freeze_blocks: int = Field(
+        0, ge=0, description="With pretrained weights: freeze the first N blocks of the backbone (its "
+        "features stages: for EfficientAT the input convolution is block 0).")
     unfreeze_after: int | None = Field(None, ge=0, description="Unfreeze the backbone after N epochs.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra arguments of the model factory.")
 
@@ -171,6 +178,7 @@ class TrainConfig(_Section):
     batch_size: int = Field(32, gt=0)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float = Field(3e-4, gt=0)
+    head_lr_mult: float = Field(1.0, gt=0, description="Learning rate of the classifier head, as a multiple of lr.")
     weight_decay: float = Field(1e-5, ge=0)
     momentum: float = Field(0.9, ge=0, description="sgd only.")
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
@@ -278,6 +286,28 @@ class Recipe(_Section):
         description="Named sets of overrides; each trains as its own run under RUN/variants/<name>, and the run "
                     "predicts with the variant of best validation accuracy.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pretrained_frontend(cls, data: Any) -> Any:
+        """``model.weights`` is the file to load; a pretrained EfficientAT model gets its family's front-end."""
+        if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+            return data
+        data = copy.deepcopy(data)
+        model = data["model"]
+        if model.get("weights"):
+            model["pretrained"] = model["weights"]
+        if model.get("pretrained"):
+            from .models.efficientat import apply_frontend
+            from .models.weights import CHECKPOINTS
+
+            known = CHECKPOINTS.get(str(model["pretrained"]))
+            name = model.get("name", ModelConfig.model_fields["name"].default)
+            if known is not None and known.model != name:
+                raise ValueError(f"model.pretrained={known.name} holds the weights of {known.model}, not of "
+                                 f"model.name={name}; set model.name={known.model}")
+            apply_frontend(data)
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "Recipe":

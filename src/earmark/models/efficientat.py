@@ -13,14 +13,17 @@ registry's layout ``(batch, channels, frames, mels)`` and transpose inside.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..config import FeatureConfig
 from .registry import register_model
+
+log = logging.getLogger(__name__)
 
 Layout = Literal["mels_frames", "frames_mels"]
 
@@ -40,6 +43,29 @@ def efficientat_features() -> tuple[FeatureConfig, int]:
     ``[-0.97, 1]`` convolution, centred STFT (n_fft 1024, 800-sample symmetric Hann, hop 320), ``|X|^2``,
     128 Kaldi mel filters 0-15000 Hz, ``log(x + 1e-5)``, then ``(x + 4.5) / 5``."""
     return FeatureConfig(**FRONTEND), SAMPLE_RATE  # type: ignore[arg-type]
+
+
+def apply_frontend(settings: dict[str, Any]) -> list[str]:
+    """Give recipe ``settings`` (a dict, before validation) whose model is an EfficientAT network with
+    pretrained weights the family's front-end and sample rate: the weights only work with them. Returns
+    the settings it changed (logged), ``[]`` for another model."""
+    model = settings.get("model") or {}
+    if model.get("name") not in WIDTHS:
+        return []
+    features = settings.setdefault("features", {})
+    audio = settings.setdefault("audio", {})
+    if not isinstance(features, dict) or not isinstance(audio, dict):
+        return []
+    fields = FeatureConfig.model_fields
+    changed = [f"features.{k}" for k, v in FRONTEND.items() if features.get(k, fields[k].default) != v]
+    features.update(FRONTEND)
+    if audio.get("sample_rate") != SAMPLE_RATE:
+        audio["sample_rate"] = SAMPLE_RATE
+        changed.append("audio.sample_rate")
+    if changed:
+        log.info("model %s with pretrained weights: using the EfficientAT front-end (%s)", model["name"],
+                 ", ".join(changed))
+    return changed
 
 
 #: width multiplier of each registered model

@@ -110,6 +110,24 @@ def classifier_head(model: nn.Module) -> nn.Module:
                       "it cannot be fine-tuned with a frozen backbone")
 
 
+def freeze_first_blocks(model: nn.Module, n: int) -> list[str]:
+    """Freeze (``requires_grad=False``) the first ``n`` stages of ``model.features`` (a sequence of blocks, as
+    EfficientAT and MobileNets have); returns the names of the frozen stages."""
+    model = getattr(model, "_orig_mod", model)
+    blocks = getattr(model, "features", None)
+    if not isinstance(blocks, nn.Sequential):
+        raise ConfigError(f"model.freeze_blocks: {type(model).__name__} has no sequence of blocks (.features); "
+                          "use model.freeze_backbone to train only its head")
+    if n > len(blocks):
+        raise ConfigError(f"model.freeze_blocks={n}, but {type(model).__name__} has {len(blocks)} blocks")
+    names = []
+    for i in range(n):
+        for p in blocks[i].parameters():
+            p.requires_grad_(False)
+        names.append(f"features.{i}")
+    return names
+
+
 def adapt_channels(weight: Tensor, in_chans: int) -> Tensor:
     """A first-convolution kernel ``(out, in, ...)`` for ``in_chans`` inputs: summed into 1, or repeated and
     scaled by ``in / in_chans`` so the response to a repeated input stays the same (as timm does)."""

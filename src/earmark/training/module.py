@@ -5,6 +5,7 @@ One batch: waveforms ``(B, S)`` -> waveform augmentation -> features -> SpecAugm
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -16,6 +17,8 @@ from ..augment import build_mixup, build_spec_augment, build_waveform_augment
 from ..config import Recipe, ScheduleConfig
 from ..models.net import EarmarkNet
 from ..models.registry import get_spec
+
+log = logging.getLogger(__name__)
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor, smoothing: float = 0.0,
@@ -97,6 +100,14 @@ class ClassifierModule(pl.LightningModule):
             self.register_buffer("class_weights", class_weights.float(), persistent=False)
         else:
             self.class_weights = None
+        self.frozen_blocks: list[str] = []
+        if recipe.model.freeze_blocks and recipe.model.pretrained:
+            from ..models.pretrained import freeze_first_blocks
+
+            self.frozen_blocks = freeze_first_blocks(net.backbone, recipe.model.freeze_blocks)
+        elif recipe.model.freeze_blocks:
+            log.warning("model.freeze_blocks=%d ignored: the network has no pretrained weights",
+                        recipe.model.freeze_blocks)
 
     def describe_augmentation(self) -> list[dict[str, Any]]:
         mods = [*self.wave_augment, *self.spec_augment] + ([self.mixup] if self.mixup else [])
@@ -138,7 +149,13 @@ class ClassifierModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         t = self.recipe.train
-        params = [p for p in self.net.parameters() if p.requires_grad]
+        params: Any = [p for p in self.net.parameters() if p.requires_grad]
+        if t.head_lr_mult != 1.0:  # the (new) classifier head learns faster than the (pretrained) rest
+            from ..models.pretrained import classifier_head
+
+            head = {id(p) for p in classifier_head(self.net.backbone).parameters()}
+            params = [{"params": [p for p in params if id(p) not in head]},
+                      {"params": [p for p in params if id(p) in head], "lr": t.lr * t.head_lr_mult}]
         if t.optimizer == "adamw":
             opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
         elif t.optimizer == "adam":
