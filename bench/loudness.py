@@ -146,7 +146,9 @@ def table(results: list[dict[str, Any]], quick: bool) -> str:
              "same for every alternative) and the alternative's settings; accuracy is of track answers on the "
              "test folds (both folds pooled). The test segments are read from the prepared store and scaled "
              "by the gain before the model (no re-decoding, no clipping). \"changed\": share of test clips "
-             "whose answer differs from the same run's answer at 0 dB. Written by `bench/loudness.py`."
+             "whose answer differs from the same run's answer at 0 dB. Training wall time: the `earmark train` call "
+             "(a run resumed after an interruption counts only the resumed part; on a shared machine, rough). "
+             "Written by `bench/loudness.py`."
              f"{' QUICK MODE: tiny subsets, 1 epoch; not a result.' if quick else ''}\n")
     return body
 

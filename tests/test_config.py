@@ -63,7 +63,7 @@ def test_user_overrides_win_over_a_variants_own_settings():
 # ------------------------------------------------------------- recipe formats: old runs keep their behaviour
 
 
-CHOSEN_NORM = "mean"  # the default front-end of recipe format 2 (docs/default-recipe.md)
+CHOSEN_NORM = "max"  # the default front-end of recipe format 2 (docs/default-recipe.md)
 
 
 def _old_style_config(tmp_path):
@@ -115,8 +115,8 @@ def test_saved_recipe_round_trips_with_its_format(tmp_path):
     assert load_run_recipe(run) == new
     old = load_run_recipe(_old_style_config(tmp_path))
     assert recipe_from_dict(yaml.safe_load(old.to_yaml())) == old  # re-saved, still the old behaviour
-    explicit = recipe_from_dict({"features": {"segment_norm": "max"}})  # an old format states a new setting
-    assert explicit.features.segment_norm == "max" and explicit.features.log_floor_db is None
+    explicit = recipe_from_dict({"features": {"segment_norm": "mean"}})  # an old format states a new setting
+    assert explicit.features.segment_norm == "mean" and explicit.features.log_floor_db is None
 
 
 def test_recipe_format_from_the_future_is_refused():

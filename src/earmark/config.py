@@ -84,7 +84,7 @@ class FeatureConfig(_Section):
         "log_floor, so a quieter input floors the same cells (None: the fixed log_floor; unused with log_offset)."
     )
     segment_norm: Literal["none", "mean", "max"] = Field(
-        "mean", description="Subtract each segment's mean or maximum log energy: the features then do not depend "
+        "max", description="Subtract each segment's mean or maximum log energy: the features then do not depend "
         "on the input's level (with log_floor_db, exactly; unused with log_offset)."
     )
     n_mfcc: int = Field(20, gt=0)
