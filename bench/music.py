@@ -39,9 +39,9 @@ from common import ROOT, SHARED, bar_chart, md_table, pct, timed_once, write_sec
 MIR1K = SHARED / "mir1k"
 OUT = ROOT / "bench" / "out" / "music"
 TUNE_EVERY = 16  # the tuning subset: every 16th clip of the manifest
-#: The full table scores every clip, except for HPSS: every 4th clip (65), as all 258 took over an hour of the shared
-#: CPU (``--all-clips`` scores every clip for every separator).
-FULL_EVERY = {"hpss": 4}
+#: Clip stride per separator in the full table (1: every clip). On a loaded machine ``{"hpss": 4}`` keeps the slowest
+#: separator to 65 clips; ``--all-clips`` overrides it. docs/BENCHMARKS.md scores every clip with every separator.
+FULL_EVERY: dict[str, int] = {}
 
 # Settings tried per separator on the tuning subset: name -> keyword arguments of repet_vocals / hpss_vocals.
 GRID: dict[str, dict[str, dict[str, float]]] = {
