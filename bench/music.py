@@ -12,9 +12,8 @@ whole clip: they last 3-12 s) and with SI-SDR (Le Roux et al. 2019, "SDR - half-
 score. The settings of each separator are first tuned on every 16th clip (median SDR improvement), then the
 chosen setting runs on all clips.
 
-Singer gender: folds grouped by singer (``--group singer``: 3 folds, as leave-one-singer-out did not fit the
-shared CPU, see ``SIZED``); settings sized so that each row takes minutes (stated in the table), wall time next to
-every accuracy. The 4-class task
+Singer gender: 3 folds grouped by singer (``--group singer``; leave-one-singer-out did not fit the shared CPU, see
+``SIZED``); settings sized so that each row takes minutes (stated in the table), wall time next to every accuracy. The 4-class task
 (female solo / male solo / duet / no voice) is built here from MIR-1K's channels.
 
 Writes docs/benchmarks/music.md (music-quick.md with --quick) and its plot.
@@ -40,9 +39,9 @@ from common import ROOT, SHARED, bar_chart, md_table, pct, timed_once, write_sec
 MIR1K = SHARED / "mir1k"
 OUT = ROOT / "bench" / "out" / "music"
 TUNE_EVERY = 16  # the tuning subset: every 16th clip of the manifest
-#: The full table scores every clip, except for HPSS: every 4th clip (65), as all 258 took over an hour of the shared
-#: CPU (``--all-clips`` scores every clip for every separator).
-FULL_EVERY = {"hpss": 4}
+#: Clip stride per separator in the full table (1: every clip). On a loaded machine ``{"hpss": 4}`` keeps the slowest
+#: separator to 65 clips; ``--all-clips`` overrides it. docs/BENCHMARKS.md scores every clip with every separator.
+FULL_EVERY: dict[str, int] = {}
 
 # Settings tried per separator on the tuning subset: name -> keyword arguments of repet_vocals / hpss_vocals.
 GRID: dict[str, dict[str, dict[str, float]]] = {
@@ -201,6 +200,17 @@ def separation(quick: bool, checkpoint: str | None, all_clips: bool = False, wit
         print(f"[music] {label} on {len(clips)} clips: SDRi median {results[label]['sdri_median']:.2f} dB",
               flush=True)
     mix = summary(score(all_rows, None, "mixture", cache))
+    # Cached per-clip times come from whenever each clip was first scored (the shared CPU's load varies by 5x over
+    # an hour): the times in the table are measured again here, every system on the same clips, one after another.
+    timing_rows = all_rows[::32][:8]
+    for method, name, kwargs, ckpt in systems:
+        fn = separator(method, kwargs, ckpt)
+        clips = [read_clip(r) for r in timing_rows]
+        t0 = time.perf_counter()
+        for m, _, sr in clips:
+            fn(m, sr)
+        results[f"{method} ({name})"]["s_per_min"] = 60 * (time.perf_counter() - t0) / sum(m.size / sr
+                                                                                           for m, _, sr in clips)
     wall = time.perf_counter() - t_start
 
     def f(x: float) -> str:
@@ -229,6 +239,10 @@ def separation(quick: bool, checkpoint: str | None, all_clips: bool = False, wit
     demucs = ("Demucs ran from " + checkpoint if checkpoint else
               "Demucs is not in the table: no Demucs checkpoint is available on this machine (earmark never "
               "downloads weights); `--demucs-checkpoint PATH` adds it")
+    subset_note = ("" if all(n == len(all_rows) for n in n_clips.values()) else
+                   " HPSS costs about 4x REPET per clip: on the loaded shared CPU all 258 clips would have taken over an "
+                   "hour, so its row scores every 4th clip (65; `--all-clips` scores all), next to the mixture's "
+                   "scores on the same clips.")
     body = f"""### Vocal separation on real songs (MIR-1K)
 
 {len(all_rows)} clips ({sum(float(r['duration_s']) for r in all_rows) / 60:.1f} min of audio, 16 kHz); mixture = left + right
@@ -236,7 +250,8 @@ channel, reference = the right (voice) channel. SDR: `mir_eval.separation.bss_ev
 source, on each whole clip); SI-SDR: the standard definition (Le Roux et al. 2019). Improvement = the separated
 voice's score minus the mixture's (the mixture itself scores the voice at about 0 dB). Values are median / mean
 over clips; "clips improved": share of clips with a positive SDR improvement; time: separation only (not
-scoring), seconds per minute of audio, on the shared CPU.
+scoring), seconds per minute of audio, every system timed on the same {len(timing_rows)} clips one after another in
+this run (the tuning table's times were taken whenever each clip was first scored, under varying load).
 
 {md_table(["system", "SDR (dB) median / mean", "SDR impr. median", "SDR impr. mean", "SI-SDR (dB) median / mean",
            "SI-SDR impr. median", "SI-SDR impr. mean", "clips improved", "time per min of audio"], table)}
@@ -249,9 +264,7 @@ there is the one run on all clips above, so those clips are part of the table to
 {md_table(["separator", "setting", "SDR impr. median", "SDR impr. mean", "SI-SDR impr. median", "time per min"],
           tune_table)}
 
-{demucs}. HPSS costs about 4x REPET per clip: on this shared CPU all 258 clips would have taken over an hour, so its
-full row scores every 4th clip (65; `--all-clips` scores all), next to the mixture's scores on the same clips.
-Wall time of this part: {wall / 60:.1f} min (tuning {t_tune / 60:.1f} min; per-clip scores are cached in
+{demucs}.{subset_note} Wall time of this part: {wall / 60:.1f} min (tuning {t_tune / 60:.1f} min; per-clip scores are cached in
 bench/out/music, so an interrupted run resumes and the wall time then covers only the rest).
 """
     data = {"mixture": mix, "results": results, "n_clips": n_clips, "tuning": tuning, "chosen": chosen, "wall_s": wall}
@@ -263,8 +276,8 @@ bench/out/music, so an interrupted run resumes and the wall time then covers onl
 
 # Sized so that one row (6 leave-one-singer-out folds) takes minutes on the shared 2-core CPU: one member, a few
 # epochs, the small CNN instead of ResNet-34 (ResNet-34 costs ~0.9 GFLOP per 3 s snippet forward, about 20x cnn5).
-# Leave-one-singer-out (6 folds x 5 epochs) measured about 2 min per epoch on the loaded CPU (an hour per row), so
-# the rows use 3 folds grouped by singer (each test fold holds 2 singers never trained on) and 3 epochs.
+# Leave-one-singer-out (6 folds x 5 epochs) ran at about 1-2 min per epoch on the loaded shared CPU (an hour per row),
+# so the rows use 3 folds grouped by singer (each test fold holds 2 singers never trained on) and 3 epochs.
 SIZED = ["split.method=kfold", "split.folds=3", "ensemble.members=1", "model.name=cnn5", "train.loggers=[csv]",
          "train.progress=false", "train.schedule.t0=3"]
 GENDER_EPOCHS = 3  # one cosine cycle (t0=3)
@@ -306,7 +319,7 @@ def row_line(desc: str, r: dict[str, Any]) -> list[str]:
     folds = ", ".join(f"{100 * f['track_accuracy']:.0f}" for f in m["folds"].values())
     settings = " ".join(o for o in r["overrides"] if not o.startswith(("train.loggers", "split.method", "train.progress")))
     return [desc, pct(m["track_accuracy"], m.get("track_accuracy_std")), pct(m["segment_accuracy"]),
-            f"{r['wall_s'] / 60:.1f} min", folds, f"`{r['recipe']}` {settings}"]
+            f"{r['wall_s'] / 60:.1f} min", f"{m['train_seconds'] / 60:.1f} min", folds, f"`{r['recipe']}` {settings}"]
 
 
 # ----------------------------------------------------------------------------- the 4-class task (built here)
@@ -386,7 +399,7 @@ def gender(quick: bool, parts: list[str], rows: list[str], budget_min: float) ->
     body = "### Singer gender on MIR-1K, 3 folds grouped by singer (2 unseen singers per test fold)\n\n"
     if results:
         body += md_table(["system", "track accuracy (mean ± std over folds)", "segment accuracy", "wall time",
-                          "per fold (%)", "recipe and settings"],
+                          "of which training", "per fold (%)", "recipe and settings"],
                          [row_line(GENDER_ROWS[n][2], r) for n, r in results.items()]) + "\n\n"
         body += bar_chart("music-gender" + ("-quick" if quick else ""), [GENDER_ROWS[n][2].split(", ")[-1]
                           for n in results], {"track accuracy (%)": [100 * r["metrics"]["track_accuracy"]
@@ -395,15 +408,24 @@ def gender(quick: bool, parts: list[str], rows: list[str], budget_min: float) ->
     if four is not None:
         body += ("### The 4-class task (female solo / male solo / duet / no voice)\n\nBuilt in this script from "
                  "MIR-1K's channels: " + str(FOUR_PER_CLASS) + " examples per class for each of 3 singer pairs (annar+abjones, heycat+bobon, "
-                 "titon+bug), every voice and accompaniment used within its pair only; one pair per fold (3 folds). "
+                 "titon+bug), every voice and accompaniment used within its pair only; leave one pair out (3 folds). "
+                 "The audit warns of near-identical recordings under two labels: a duet and a solo, or a solo and "
+                 "its accompaniment alone, can share material, always within one pair (one side of every split). "
                  "Chance: 25%.\n\n" + md_table(["system", "track accuracy", "segment accuracy", "wall time",
-                                                  "per fold (%)", "recipe and settings"],
+                                                  "of which training", "per fold (%)", "recipe and settings"],
                                                  [row_line(FOUR_ROW[2], four)]) + "\n\n")
-    body += (f"Sizes: one member, {epochs} epochs, cnn5 (singer-gender's 3 s snippets, 40 bands, 10 ms hop), on 2 "
-             "cores shared with five other sessions; wall time is the whole `earmark train` (decoding, separation, "
-             "every fold). Leave-one-singer-out (6 folds) at 5 epochs ran at about 2 min per epoch here (an hour "
-             "per row), so every row uses 3 folds grouped by singer. ResNet-34 (about 20x cnn5's cost per snippet) "
-             "and seed ensembles (the issue's full table) did not fit this session's CPU budget.")
+    body += ("Leave-one-singer-out (6 folds, 5 epochs) ran at 1-2 min per epoch on this shared CPU, about an hour per "
+             "row, so every row uses 3 folds grouped by singer (`--group singer`, `split.method=kfold`): each test "
+             "fold holds one female and one male singer never trained on. ")
+    body += (f"Sizes: one member, {epochs} epochs (one cosine cycle), cnn5 instead of ResNet-34 (singer-gender's 3 s "
+             "snippets, 40 bands, 10 ms hop; the default recipe its own 1 s segments, 64 bands). Wall time is the "
+             "whole `earmark train`: decoding (and separating) every file the first time its audio settings are "
+             "used, then every fold (the default recipe reused the mixture's prepared store). The rows ran one after "
+             "another while the load of the shared 2-core CPU fell from about 16 to 3 (other sessions finished): "
+             "the first rows' times are inflated up to 10x and the times are not comparable between rows; on the "
+             "idle machine a row's training took under a minute (sg-hpss: 22 s, default: 27 s). "
+             "ResNet-34 (about 20x cnn5's cost per snippet) and seed ensembles (the issue's full table) did not fit "
+             "this session's CPU budget; the zero-shot mn04 rows (another branch) are not here.")
     if not_run:
         body += " Not run (time budget spent): " + "; ".join(not_run) + "."
     return body + "\n", {"rows": results, "fourclass": four, "not_run": not_run, "epochs": epochs}

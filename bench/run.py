@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DOCS, ROOT, machine  # noqa: E402
 
 # Section order in BENCHMARKS.md: the script that writes each section, and extra args.
-SCRIPTS = ["accuracy", "loudness", "pretrained", "decode", "features", "loader", "throughput", "track", "models", "ensemble",
+SCRIPTS = ["accuracy", "loudness", "pretrained", "decode", "features", "loader", "throughput", "track", "models",
+           "ensemble",
            "serve_load", "soak", "fuzz", "long_file", "audit", "scale", "music"]
 SECTION_OF = {"serve_load": "serve", "ensemble": "ensemble", "long_file": "long_file"}
 INTRO = """# Benchmarks

@@ -21,6 +21,11 @@ class Member(Protocol):
     def predict_proba(self, waves: np.ndarray) -> np.ndarray: ...
 
 
+#: Weight of the soft vote inside a hard vote: it only decides between classes whose vote shares are (nearly)
+#: tied, and it is large enough to survive float32 (an exported graph's output), so torch and ONNX agree.
+TIE_BREAK = 1e-3
+
+
 def vote(member_probs: list[np.ndarray] | np.ndarray, voting: Voting = "soft",
          weights: np.ndarray | list[float] | None = None) -> np.ndarray:
     """Combine ``(members, n, classes)`` probabilities into ``(n, classes)``.
@@ -43,7 +48,7 @@ def vote(member_probs: list[np.ndarray] | np.ndarray, voting: Voting = "soft",
         share = np.zeros_like(soft)
         for m in range(p.shape[0]):
             share[np.arange(p.shape[1]), choice[m]] += w[m]
-        return share * (1 - 1e-6) + 1e-6 * soft
+        return share * (1 - TIE_BREAK) + TIE_BREAK * soft
     raise ValueError(f"unknown voting {voting!r}; use soft or hard")
 
 
@@ -60,7 +65,7 @@ def vote_torch(member_probs: Tensor, voting: Voting, weights: Tensor) -> Tensor:
     classes = torch.arange(probs.shape[2], device=probs.device)
     chosen = (probs.argmax(dim=2, keepdim=True) == classes).double()  # one-hot (members, n, classes)
     share = (chosen * w).sum(0)
-    return share * (1 - 1e-6) + 1e-6 * soft
+    return share * (1 - TIE_BREAK) + TIE_BREAK * soft
 
 
 def tta_shifts(n: int, max_fraction: float) -> list[float]:

@@ -50,7 +50,7 @@ class WaveformClassifier(nn.Module):
     def combine(self, segments: Tensor) -> Tensor:
         """The members' vote on segments ``(n, L)`` -> ``(n, classes)`` (as :func:`earmark.ensemble.vote`).
 
-        The vote is computed in float64 and rounded to float32, as the Predictor does, so the 1e-6 tie-break
+        The vote is computed in float64 and rounded to float32, as the Predictor does, so the tie-break
         of hard voting rounds the same way (it decides ties when the segments are then counted).
         """
         probs = torch.stack([self.member_probs(net, segments) for net in self.nets])  # (members, n, C)
