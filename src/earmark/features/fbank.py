@@ -137,6 +137,9 @@ class PreEmphasis(nn.Module):
 class PowerSpectrogram(nn.Module):
     """Frames, window and ``|FFT|^2 / n_fft``: ``(batch, samples)`` -> ``(batch, frames, n_fft//2+1)``."""
 
+    window: Tensor
+    dft_basis: Tensor
+
     def __init__(self, frame_length: int, hop_length: int, n_fft: int, window: Window = "hamming",
                  fft: FFTMode = "rfft", center: bool = False, power_norm: bool = True) -> None:
         super().__init__()
@@ -194,6 +197,8 @@ class PowerSpectrogram(nn.Module):
 
 class MelScale(nn.Module):
     """Power spectrum ``(..., n_freqs)`` -> mel energies ``(..., n_mels)``."""
+
+    fb: Tensor
 
     def __init__(self, sample_rate: int, n_fft: int, n_mels: int = 40, f_min: float = 0.0,
                  f_max: float | None = None, filters: MelFilters = "htk") -> None:
@@ -293,6 +298,8 @@ class LogMelFilterBank(nn.Module):
 
 class MFCC(nn.Module):
     """Waveforms -> MFCCs ``(batch, 1, frames, n_mfcc)``: the filter bank, then an orthonormal DCT-II."""
+
+    dct: Tensor
 
     def __init__(self, n_mfcc: int = 20, **fbank_kwargs: object) -> None:
         super().__init__()
