@@ -42,6 +42,7 @@ WRITE_EXCEPTIONS = {
     ("utils/files.py", ""): "the atomic helpers themselves",
     ("data/store.py", '"w"'): "the store's lock file, in the cache, holding no data",
     ("data/store.py", "data_path"): "the store's append-only audio, committed by its journal (resumable)",
+    ("data/store.py", 'open(part, "wb")'): "a shard's audio, streamed to a .part file that is synced, then renamed",
     ("data/audit.py", "open(tmp"): "inside atomic_write (the fingerprint cache)",
     ("data/audit.py", "np.savez(fh"): "inside atomic_write (the fingerprint cache)",
     ("serve/upload.py", "open(self.path"): "a request's temporary upload, not a run folder",

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from earmark.audio.io import load_audio, select_channels, stream_audio
 from earmark.config import AudioConfig, load_recipe
-from earmark.data.store import STORE_VERSION, store_key
+from earmark.data.store import SHARD_FILES, STORE_VERSION, store_key
 from earmark.errors import AudioDecodeError, ConfigError
 from earmark.inference.channel_graph import ChannelSelect, lift_mono
 from earmark.inference.onnx import OnnxModel, export_onnx
@@ -106,7 +106,7 @@ def test_store_key_is_unchanged_for_the_mix_and_new_for_a_channel(tmp_path: Path
 
     f = write_wav(tmp_path / "a.wav", np.full(SR, 0.1, np.float32), SR)
     # the key of the mix-down is the one stores had before the setting existed (they stay reusable)
-    settings = {"version": STORE_VERSION, **AudioConfig().model_dump(mode="json")}
+    settings = {"version": STORE_VERSION, "shard_files": SHARD_FILES, **AudioConfig().model_dump(mode="json")}
     del settings["channels"]
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     st = f.stat()

@@ -16,6 +16,8 @@ Shapes: waveforms ``(batch, samples)`` -> features ``(batch, n_features)``.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -46,6 +48,7 @@ class SummaryFeatures(nn.Module):
         sample_rate, n_mels, n_fft, win_ms, hop_ms, f_min, f_max, preemphasis, window, log_floor:
             the filter bank's settings (as :class:`~earmark.features.fbank.LogMelFilterBank`).
         n_mfcc: MFCCs per frame.
+        fbank_options: the filter bank's other options (``log_floor_db``, ``segment_norm``, ...).
         rolloff: fraction of the spectral energy below the roll-off frequency.
         contrast_quantile: share of a band's bins that make its peak and its valley.
     """
@@ -56,7 +59,7 @@ class SummaryFeatures(nn.Module):
     def __init__(self, sample_rate: int = 16000, n_mels: int = 40, n_mfcc: int = 20, n_fft: int = 1024,
                  win_ms: float = 25.0, hop_ms: float = 10.0, f_min: float = 0.0, f_max: float | None = 8000.0,
                  preemphasis: float = 0.97, window: str = "hamming", log_floor: float = 1e-6,
-                 rolloff: float = 0.85, contrast_quantile: float = 0.02) -> None:
+                 rolloff: float = 0.85, contrast_quantile: float = 0.02, **fbank_options: Any) -> None:
         super().__init__()
         if not 0.0 < rolloff < 1.0:
             raise ValueError(f"rolloff must be in (0, 1), got {rolloff}")
@@ -64,7 +67,7 @@ class SummaryFeatures(nn.Module):
             raise ValueError(f"contrast_quantile must be in (0, 0.5], got {contrast_quantile}")
         self.mfcc = MFCC(n_mfcc=n_mfcc, sample_rate=sample_rate, n_mels=n_mels, n_fft=n_fft, win_ms=win_ms,
                          hop_ms=hop_ms, f_min=f_min, f_max=f_max, preemphasis=preemphasis, window=window,
-                         log_floor=log_floor)
+                         log_floor=log_floor, **fbank_options)
         self.n_mels, self.n_mfcc = n_mels, n_mfcc
         self.rolloff, self.quantile = float(rolloff), float(contrast_quantile)
         n_freqs = n_fft // 2 + 1

@@ -74,7 +74,7 @@ def fit_member(recipe: Recipe, ds: "Dataset", fold: "Fold", train: np.ndarray, v
     spec = get_spec(recipe.model.name)
     num_classes = len(ds.labels)
     if spec.family == "probe":  # frozen pretrained network + fitted head (models/probe.py)
-        from ..models.probe import fit_probe
+        from .probe import fit_probe
 
         return {"kind": "probe", **fit_probe(recipe, ds.store, ds.label_index, train, val, folder, seed, num_classes)}
     if spec.is_deep:
