@@ -87,3 +87,24 @@ def test_killed_preparation_resumes_by_shard_to_byte_identical_store(tmp_path, m
     assert len(list((clean.folder / "shards").glob("*.f32"))) == 7
     for i in (0, 63, 64, 399):  # either side of a shard boundary
         np.testing.assert_array_equal(resumed.waveform(i), load_audio(files[i], 16000))
+
+
+def test_decoding_processes_are_not_forked_from_a_threaded_process(tmp_path: Path):
+    """A fork of a process that runs threads (a Ray driver, torch, a server) can inherit a held lock: the
+    suite once hung in preparation right after the Ray tests. Workers come from a clean server instead."""
+    import threading
+
+    from earmark.data import store as store_mod
+
+    assert store_mod._pool_context().get_start_method() in ("forkserver", "spawn")
+    held = threading.Lock()
+    held.acquire()  # a lock held while the pool starts, as in a busy process
+    waiter = threading.Thread(target=lambda: held.acquire(timeout=30), daemon=True)
+    waiter.start()
+    try:
+        files = make_files(tmp_path, 6)
+        st = prepare_store(files, AudioConfig(sample_rate=16000), cache_dir=tmp_path / "cache", workers=2,
+                           show_progress=False)
+        assert int(st.ok.sum()) == len(files)
+    finally:
+        held.release()

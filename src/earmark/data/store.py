@@ -224,12 +224,21 @@ def write_shard(folder: str, shard: int, paths: list[str], audio_settings: dict[
     return {"shard": shard, "samples": offset, "skipped": sum(e["error"] is not None for e in entries)}
 
 
+def _pool_context() -> Any:
+    """Decoding processes started from a clean server (forkserver), never forked from this process: a fork of
+    a process that runs threads (torch, Ray, a web server) can inherit a lock held by one of them and hang."""
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])  # workers start with the decoder already imported
+        return ctx
+    return mp.get_context("spawn")
+
+
 def _run_jobs(jobs: list[tuple[int, str, dict]], workers: int) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
     if workers <= 1 or len(jobs) < 4:
         yield from map(_decode_job, jobs)
         return
-    ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
-    with ctx.Pool(min(workers, len(jobs))) as pool:
+    with _pool_context().Pool(min(workers, len(jobs))) as pool:
         yield from pool.imap(_decode_job, jobs, chunksize=4)
 
 
