@@ -95,7 +95,7 @@ def _short(exc: BaseException, path: Path | None = None) -> str:
     """The first line of a decoder's message, without the file name the error already carries."""
     text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else ""
     if path is not None:
-        for name in {str(path), path.name}:
+        for name in (str(path), path.name):  # the whole path first: its name is part of it
             for quoted in (repr(name), f'"{name}"', name):
                 text = text.replace(f"Error opening {quoted}:", "").replace(f"{quoted}: ", "").strip()
     text = _PLAIN.get(text, text) or type(exc).__name__
