@@ -47,6 +47,9 @@ class AudioConfig(_Section):
     separation: Literal["none", "repet", "hpss", "demucs"] = Field(
         "none", description="Vocal separation before features: keep only the separated vocals."
     )
+    separation_options: dict[str, float] = Field(
+        default_factory=dict, description="Settings of the separator, e.g. {min_distance_s: 0.5} for repet "
+        "(earmark.audio.separate.separation_options lists them).")
     demucs_checkpoint: str | None = Field(None, description="Local Demucs checkpoint (separation=demucs).")
 
 
@@ -121,6 +124,10 @@ class ModelConfig(_Section):
         0, ge=0, description="With pretrained weights: freeze the first N blocks of the backbone (its "
         "features stages: for EfficientAT the input convolution is block 0).")
     unfreeze_after: int | None = Field(None, ge=0, description="Unfreeze the backbone after N epochs.")
+    head_labels: dict[str, str] | None = Field(
+        None, description="With pretrained weights: start the new head from the pretrained head's rows for these "
+        "labels, one per class ({female: Female singing, male: Male singing}); with train.epochs=0 that is a "
+        "zero-shot classifier.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra arguments of the model factory.")
 
 
@@ -184,7 +191,8 @@ class AugmentConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(30, gt=0)
+    epochs: int = Field(30, ge=0, description="Passes over the training data; 0 (only with model.head_labels): "
+                        "no training, the pretrained network answers as loaded (zero-shot).")
     batch_size: int = Field(32, gt=0)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     lr: float = Field(3e-4, gt=0)
@@ -329,6 +337,24 @@ class Recipe(_Section):
             )
         if self.segment.hop_s > self.segment.length_s * 4:
             raise ValueError("segment.hop_s is more than four segment lengths: most audio would be unused")
+        if self.audio.separation_options:
+            from .audio.separate import separation_options
+
+            valid = separation_options(self.audio.separation)
+            unknown = sorted(set(self.audio.separation_options) - set(valid))
+            if unknown:
+                raise ValueError(f"audio.separation_options: {', '.join(unknown)} is not a setting of "
+                                 f"audio.separation={self.audio.separation}"
+                                 + (f" (its settings: {', '.join(valid)})" if valid else " (it has none)"))
+        if self.model.head_labels and not self.model.pretrained:
+            raise ValueError("model.head_labels starts the head from pretrained weights: set model.pretrained "
+                             "(e.g. mn04_as) or model.weights")
+        if self.model.head_labels and self.model.name in ("probe", "probe_mlp"):
+            raise ValueError(f"model.head_labels does not apply to {self.model.name} (its head is fitted); use "
+                             "a network (e.g. model.name=mn04)")
+        if self.train.epochs == 0 and not self.model.head_labels:
+            raise ValueError("train.epochs=0 trains nothing: it is only for a pretrained network whose head is "
+                             "started from model.head_labels (zero-shot); set train.epochs >= 1")
         return self
 
     @property

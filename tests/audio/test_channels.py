@@ -224,6 +224,25 @@ def test_onnx_graph_selects_the_channel_like_the_predictor(right_run, tmp_path: 
         model.run(np.zeros((1, 2, 10, 10), np.float32))
 
 
+def test_an_export_at_another_input_rate_selects_then_resamples(right_run, tmp_path: Path):
+    """``--input-rate`` for a run that hears one channel: the graph takes stereo at 8 kHz, keeps the right
+    channel and resamples it, within 0.01 of soxr-resampling the file and running the run's own graph."""
+    from earmark.audio.io import resample
+
+    data, out = right_run
+    model8k = OnnxModel(export_onnx(out, tmp_path / "m8k.onnx", input_rate=8000))
+    plain = OnnxModel(export_onnx(out, tmp_path / "m.onnx"))
+    assert model8k.input_rate == 8000 and model8k.channels == "right"
+    assert "8000 Hz" in model8k.metadata["earmark.inputs"] and "channels, samples" in model8k.metadata["earmark.inputs"]
+    for f in [data / "tone" / "tone_01.flac", data / "knock" / "knock_02.flac"]:
+        wave, sr = sf.read(str(f), dtype="float32", always_2d=True)
+        at8k = np.stack([resample(np.ascontiguousarray(wave[:, c]), sr, 8000) for c in range(2)])  # (2, samples)
+        back = np.stack([resample(c, 8000, sr) for c in at8k])
+        got = model8k.run(at8k[None])[0]
+        want = plain.run(back[None])[0]
+        assert np.abs(got - want).max() < 0.01
+
+
 def test_serve_answers_422_for_a_file_without_the_channel(right_run, tmp_path: Path):
     from earmark.serve.app import ServeSettings, create_app
 

@@ -123,6 +123,22 @@ def test_period_weighting_is_what_makes_repet_work():
     assert weighted > plain + 3.0, (plain, weighted)
 
 
+def test_separation_options_reach_the_separator_and_unknown_ones_are_refused():
+    from earmark.audio.separate import repet_vocals
+    from earmark.config import load_recipe
+
+    voice, mix = mixture(8.0, 0)
+    tuned = separate_vocals(mix.astype(np.float32), SR, "repet", options={"min_distance_s": 0.5})
+    assert np.allclose(tuned, repet_vocals(mix, SR, min_distance_s=0.5), atol=1e-5)
+    assert not np.allclose(tuned, separate_vocals(mix.astype(np.float32), SR, "repet"), atol=1e-3)
+    with pytest.raises(ConfigError, match="min_distance is not a setting of repet.*min_distance_s"):
+        separate_vocals(mix, SR, "repet", options={"min_distance": 0.5})
+    with pytest.raises(ConfigError, match="min_distance_s is not a setting of audio.separation=hpss"):
+        load_recipe("singer-gender", ["audio.separation=hpss", "audio.separation_options={min_distance_s: 0.5}"])
+    recipe = load_recipe("singer-gender", ["audio.separation_options={max_repetitions: 20}"])
+    assert recipe.audio.separation_options == {"max_repetitions": 20}
+
+
 def test_long_recordings_are_processed_in_chunks():
     voice, mix = mixture(40.0, 2)
     out = separate_vocals(mix.astype(np.float32), SR, "repet", chunk_s=15.0)

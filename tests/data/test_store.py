@@ -43,6 +43,9 @@ def test_store_is_reused_and_keyed_by_settings_and_file_identity(tmp_path):
     s2 = prepare_store(files, audio, tmp_path / "cache", show_progress=False)
     assert s2.folder == s1.folder and (s2.folder / "index.json").stat().st_mtime_ns == mtime
     assert store_key(files, AudioConfig(sample_rate=8000)) != store_key(files, audio)
+    repet = AudioConfig(sample_rate=16000, separation="repet")
+    tuned = AudioConfig(sample_rate=16000, separation="repet", separation_options={"min_distance_s": 0.5})
+    assert store_key(files, tuned) != store_key(files, repet)  # a separator's settings are decoding settings
     write_wav(files[0], tone(999, 0.7, 22050), 22050)  # the file changed: a new store
     assert store_key(files, audio) != s1.folder.name
 
@@ -108,3 +111,21 @@ def test_decoding_processes_are_not_forked_from_a_threaded_process(tmp_path: Pat
         assert int(st.ok.sum()) == len(files)
     finally:
         held.release()
+
+
+def test_a_script_without_a_main_guard_prepares_once_and_does_not_hang(tmp_path: Path):
+    """Decoding processes must not run the caller's script again (spawn and forkserver import __main__):
+    a top-level ``earmark.train(...)`` in an unguarded script once waited forever for its own store."""
+    files = make_files(tmp_path / "audio", 8)
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from earmark.config import AudioConfig\n"
+        "from earmark.data.store import prepare_store\n"
+        "print('started', flush=True)\n"
+        f"st = prepare_store([Path(p) for p in {[str(f) for f in files]!r}], AudioConfig(sample_rate=8000), "
+        f"cache_dir={str(tmp_path / 'cache')!r}, workers=2, show_progress=False)\n"
+        "print('done', int(st.ok.sum()), flush=True)\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["started", "done", "8"]  # once, in the script's own process only

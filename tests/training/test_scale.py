@@ -96,7 +96,7 @@ def _fit(tiny_ds, extra: list[str], folder: Path):
     recipe, ds = tiny_ds
     recipe = load_recipe("default", TINY + extra)
     files = ds.usable
-    return fit_network(recipe, len(ds.labels), ds.store, ds.label_index, files[::6], files[1::12], folder, 0)
+    return fit_network(recipe, list(ds.labels), ds.store, ds.label_index, files[::6], files[1::12], folder, 0)
 
 
 def test_bf16_mixed_precision_trains_on_cpu_and_pretrained_weights_are_wired_into_fit(tiny_ds, tmp_path: Path):

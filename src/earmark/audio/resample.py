@@ -12,9 +12,13 @@ Its cost is one convolution with about ``2 * width * orig / rolloff`` taps per o
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from .segment import SegmentCutter
 
 
 def sinc_kernel(orig: int, new: int, width: int = 64, rolloff: float = 0.96, beta: float = 14.0
@@ -64,7 +68,7 @@ class ResampledInput(nn.Module):
         self.model = model
 
     @property
-    def cutter(self) -> nn.Module:
+    def cutter(self) -> SegmentCutter:
         """The wrapped classifier's segment cutter (its lengths are used to verify an export)."""
         return self.model.cutter  # type: ignore[return-value]
 

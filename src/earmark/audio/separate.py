@@ -26,9 +26,10 @@ Shapes: waveforms are float32 mono ``(samples,)``; the output has the input's le
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage, signal
@@ -312,17 +313,37 @@ def chunked(wave: np.ndarray, sample_rate: int, fn: Callable[[np.ndarray], np.nd
     return out / np.maximum(weight, _EPS)
 
 
+def separation_options(method: str) -> dict[str, Any]:
+    """The settings ``audio.separation_options`` may give ``method`` (keyword arguments of its function) and
+    their defaults."""
+    import inspect
+
+    functions: dict[str, Callable[..., np.ndarray]] = {"repet": repet_vocals, "hpss": hpss_vocals}
+    fn = functions.get(method)
+    if fn is None:
+        return {}
+    return {n: p.default for n, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
 def separate_vocals(wave: np.ndarray, sample_rate: int, method: str = "repet", checkpoint: str | None = None,
-                    chunk_s: float = 60.0) -> np.ndarray:
+                    chunk_s: float = 60.0, options: Mapping[str, float] | None = None) -> np.ndarray:
     """The vocals of a mono recording ``(samples,)``: same length, float32.
 
     ``method``: ``repet`` (REPET-SIM), ``hpss`` (two-stage harmonic/percussive) or ``demucs`` (a local
-    Demucs checkpoint, ``checkpoint``). Raises :class:`ConfigError` for an unknown method or an unusable
-    Demucs set-up.
+    Demucs checkpoint, ``checkpoint``); ``options``: settings of the method (:func:`separation_options`), e.g.
+    ``{"min_distance_s": 0.5}`` for REPET. Raises :class:`ConfigError` for an unknown method or setting, or an
+    unusable Demucs set-up.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown vocal separation method {method!r}; use one of {', '.join(METHODS)} "
                           "(or audio.separation=none)")
+    valid = separation_options(method)
+    unknown = sorted(set(options or {}) - set(valid))
+    if unknown:
+        raise ConfigError(f"audio.separation_options: {', '.join(unknown)} is not a setting of {method}"
+                          + (f" (its settings: {', '.join(valid)})" if valid else " (it has none)"))
+    kwargs: dict[str, Any] = {k: type(valid[k])(v) for k, v in (options or {}).items()}  # 50.0 -> 50 for ints
     x = np.asarray(wave, dtype=np.float64)
     if x.ndim != 1:
         raise ValueError(f"separate_vocals takes a mono waveform (samples,), got shape {x.shape}")
@@ -332,5 +353,5 @@ def separate_vocals(wave: np.ndarray, sample_rate: int, method: str = "repet", c
         out = demucs_vocals(x, sample_rate, checkpoint)  # type: ignore[arg-type]
     else:
         separate = repet_vocals if method == "repet" else hpss_vocals
-        out = chunked(x, sample_rate, lambda c: separate(c, sample_rate), chunk_s)
+        out = chunked(x, sample_rate, lambda c: separate(c, sample_rate, **kwargs), chunk_s)
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)

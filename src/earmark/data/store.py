@@ -27,6 +27,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,8 @@ def store_key(paths: list[Path], audio: AudioConfig) -> str:
         del settings["channels"]
     else:  # left/right hear the same as 0/1: one store
         settings["channels"] = CHANNEL_INDEX.get(settings["channels"], settings["channels"])
+    if not settings["separation_options"]:  # likewise: no options, the key of before the setting existed
+        del settings["separation_options"]
     h.update(json.dumps(settings, sort_keys=True).encode())
     for p in paths:
         try:
@@ -101,7 +104,7 @@ def decode_for_store(path: str, audio: AudioConfig) -> np.ndarray:
         from ..audio.separate import separate_vocals
 
         wave = separate_vocals(wave, audio.sample_rate, method=audio.separation,
-                               checkpoint=audio.demucs_checkpoint)
+                               checkpoint=audio.demucs_checkpoint, options=audio.separation_options)
         if not np.any(np.abs(wave) > 1e-7):
             raise AudioDecodeError(path, f"silent after vocal separation ({audio.separation}): nothing but "
                                          "accompaniment was found")
@@ -234,11 +237,35 @@ def _pool_context() -> Any:
     return mp.get_context("spawn")
 
 
+@contextlib.contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """Start processes without running the caller's script again in each of them.
+
+    A forkserver or spawned child imports ``__main__`` by default, so a user's script that calls
+    ``earmark.train`` at top level (no ``if __name__ == "__main__":`` guard) would start a second training in
+    every decoding process and wait forever for the store it is preparing. The decoding job lives in this
+    module and needs nothing from ``__main__``: while the pool starts, ``__main__`` does not name its file.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if main is not None and hasattr(main, k)}
+    try:
+        if main is not None and saved:
+            main.__spec__ = None
+            if "__file__" in saved:
+                del main.__file__
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(main, k, v)
+
+
 def _run_jobs(jobs: list[tuple[int, str, dict]], workers: int) -> Iterator[tuple[int, np.ndarray | None, str | None]]:
     if workers <= 1 or len(jobs) < 4:
         yield from map(_decode_job, jobs)
         return
-    with _pool_context().Pool(min(workers, len(jobs))) as pool:
+    with _main_not_rerun():
+        pool = _pool_context().Pool(min(workers, len(jobs)))  # the workers start here
+    with pool:
         yield from pool.imap(_decode_job, jobs, chunksize=4)
 
 

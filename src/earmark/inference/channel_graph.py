@@ -17,6 +17,8 @@ from torch import Tensor, nn
 from ..audio.io import channels_needed
 
 if TYPE_CHECKING:
+    from ..audio.resample import ResampledInput
+    from ..audio.segment import SegmentCutter
     from .graph import WaveformClassifier
 
 
@@ -39,12 +41,13 @@ class ChannelSelect(nn.Module):
 
 
 class ChannelSelected(nn.Module):
-    """A waveform classifier (``(batch, samples)`` in) behind a :class:`ChannelSelect`."""
+    """A waveform classifier (``(batch, samples)`` in, perhaps behind a resampler) behind a
+    :class:`ChannelSelect`."""
 
-    def __init__(self, select: ChannelSelect, classifier: WaveformClassifier) -> None:
+    def __init__(self, select: ChannelSelect, classifier: WaveformClassifier | ResampledInput) -> None:
         super().__init__()
         self.select, self.classifier = select, classifier
-        self.cutter = classifier.cutter
+        self.cutter: SegmentCutter = classifier.cutter
 
     def forward(self, wave: Tensor) -> tuple[Tensor, Tensor]:
         return self.classifier(self.select(wave))

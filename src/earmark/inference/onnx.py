@@ -149,13 +149,14 @@ def export_and_verify(run_dir: str | Path | RunFolder, out_path: str | Path | No
     if input_rate and input_rate != int(meta["earmark.sample_rate"]):  # --input-rate: resample inside the graph
         from ..audio.resample import ResampledInput
 
-        if meta["earmark.channels"] != "mix":
-            raise RunError(f"{run_dir}: --input-rate is not supported yet for a run that hears one channel "
-                           f"(audio.channels={meta['earmark.channels']}); export without it and resample the "
-                           "audio to the run's rate with a proper resampler (soxr)")
-        model = ResampledInput(model, input_rate, int(meta["earmark.sample_rate"])).eval()  # type: ignore[assignment]
+        model_rate = int(meta["earmark.sample_rate"])
+        if isinstance(model, ChannelSelected):  # select the channel first, then resample one signal
+            model = ChannelSelected(model.select, ResampledInput(model.classifier, input_rate, model_rate)).eval()
+        else:
+            model = ResampledInput(model, input_rate, model_rate).eval()  # type: ignore[assignment]
         meta["earmark.input_rate"] = str(input_rate)
-        meta["earmark.inputs"] = f"waveform: float32 (batch, samples), mono at {input_rate} Hz (earmark.input_rate)"
+        meta["earmark.inputs"] = meta["earmark.inputs"].replace("earmark.sample_rate Hz",
+                                                                f"{input_rate} Hz (earmark.input_rate)")
         out = Path(out_path) if out_path else run_dir / f"model-{input_rate}hz.onnx"  # never the run's own model.onnx
     length = model.cutter.length
     example = _test_input(model, 2, length + model.cutter.hop + length // 3, int(meta["earmark.sample_rate"]))

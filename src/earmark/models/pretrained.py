@@ -17,6 +17,10 @@ so an ImageNet checkpoint of a timm model, a Lightning checkpoint or another ear
   initialisation when its shape differs (another number of classes); any other tensor whose shape differs
   is skipped and reported.
 
+With ``model.head_labels`` ({class: label of the pretrained head}) the new head starts from the pretrained
+head's rows for those labels (:func:`head_from_labels`): before any training it answers as the pretrained
+network would, choosing among the named labels (a zero-shot classifier; ``train.epochs: 0`` keeps it so).
+
 Nothing is downloaded except a named checkpoint (see :mod:`.weights`).
 """
 from __future__ import annotations
@@ -193,3 +197,58 @@ def _named_in(model: nn.Module, sub: nn.Module) -> list[tuple[str, Tensor]]:
     if prefix is None:
         return []
     return [(f"{prefix}.{k}" if prefix else k, v) for k, v in sub.state_dict().items()]
+
+
+def head_from_labels(model: nn.Module, source: str | Path, classes: list[str], mapping: dict[str, str]
+                     ) -> dict[str, str]:
+    """Set the classifier head of ``model`` (one row per class, in ``classes`` order) to the rows of the
+    pretrained head in ``source`` for the labels ``mapping`` gives each class; returns ``{class: label}``.
+
+    The label names come from the checkpoint's class list (AudioSet's for the EfficientAT checkpoints: the
+    CSV beside the weights, else the copy shipped with earmark).
+
+    Raises:
+        ConfigError: a class without a label, a label the checkpoint does not have, or a file without a head
+            of that many labels.
+    """
+    import difflib
+
+    import torch
+
+    from .audioset import audioset_labels
+    from .weights import resolve_weights
+
+    missing = [c for c in classes if c not in mapping]
+    if missing:
+        raise ConfigError(f"model.head_labels has no label for class(es) {', '.join(missing)} "
+                          f"(classes: {', '.join(classes)}); give one per class, e.g. {{{classes[0]}: 'Speech'}}")
+    path = resolve_weights(source)
+    names = audioset_labels(path)
+    index = {n.lower(): i for i, n in enumerate(names)}
+    rows = []
+    for c in classes:
+        label = mapping[c]
+        if label.lower() not in index:
+            near = difflib.get_close_matches(label, names, n=3)
+            raise ConfigError(f"model.head_labels: {label!r} (class {c}) is not a label of {Path(path).name}"
+                              + (f"; did you mean {', '.join(map(repr, near))}?" if near else ""))
+        rows.append(index[label.lower()])
+    head = classifier_head(model)
+    if not isinstance(head, nn.Linear) or head.out_features != len(classes):
+        raise ConfigError(f"model.head_labels needs a linear classifier head with one output per class; "
+                          f"{type(model).__name__}'s is {head}")
+    state = read_state_dict(path)
+    shape = (len(names), head.in_features)
+    key = next((k for k, v in state.items() if k.endswith("weight") and tuple(v.shape) == shape), None)
+    if key is None:
+        raise ConfigError(f"model.head_labels: {path} has no {len(names)}-label classifier layer of input size "
+                          f"{head.in_features} to start the head from")
+    bias = state.get(key[:-len("weight")] + "bias")
+    pick = torch.tensor(rows)
+    with torch.no_grad():
+        head.weight.copy_(state[key][pick].to(head.weight.dtype))
+        if head.bias is not None:
+            head.bias.copy_(bias[pick].to(head.bias.dtype) if bias is not None else torch.zeros_like(head.bias))
+    chosen = {c: names[i] for c, i in zip(classes, rows)}
+    log.info("classifier head started from the pretrained labels %s", chosen)
+    return chosen

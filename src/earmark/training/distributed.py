@@ -62,5 +62,5 @@ def follow(data: str | Path, out: str | Path, recipe: "Recipe") -> None:
                 from .distill import teacher_for_fold
 
                 teacher = teacher_for_fold(plan.recipe, ds, fold)
-            fit_network(plan.recipe, len(ds.labels), ds.store, ds.label_index, plan.train, plan.val, folder,
+            fit_network(plan.recipe, list(ds.labels), ds.store, ds.label_index, plan.train, plan.val, folder,
                         plan.seed, teacher)

@@ -118,7 +118,7 @@ def _strategy(recipe: Recipe) -> str:
 
 def fit_network(
     recipe: Recipe,
-    num_classes: int,
+    classes: list[str],
     store: PreparedStore,
     labels_per_file: np.ndarray,
     train_files: np.ndarray,
@@ -129,8 +129,9 @@ def fit_network(
 ) -> FitResult:
     """Train (or resume training) one network in ``folder``; return it with the best weights loaded.
 
-    ``teacher``: for distillation, a function from the training :class:`SegmentTable` to the teacher's
-    probabilities ``(segments, classes)``.
+    ``classes``: the class names, in label order. ``teacher``: for distillation, a function from the training
+    :class:`SegmentTable` to the teacher's probabilities ``(segments, classes)``. With ``train.epochs=0`` the
+    network is returned as loaded (its head started from ``model.head_labels``), nothing trained.
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -139,6 +140,7 @@ def fit_network(
 
     quiet_lightning()
     folder.mkdir(parents=True, exist_ok=True)
+    num_classes = len(classes)
     t = recipe.train
     sr = recipe.audio.sample_rate
     pl.seed_everything(seed, workers=True, verbose=False)
@@ -151,12 +153,26 @@ def fit_network(
     val_set = SegmentDataset(store, val_table, labels_per_file) if len(val_table) else None
 
     net = build_net(recipe, num_classes)
-    pretrained = None
+    pretrained: dict[str, Any] | None = None
     if recipe.model.pretrained:  # only when training: a finished run loads its own weights
         from ..models.pretrained import load_pretrained
 
         pretrained = load_pretrained(net.backbone, recipe.model.pretrained).summary()
+        if recipe.model.head_labels:
+            from ..models.pretrained import head_from_labels
+
+            pretrained["head_labels"] = head_from_labels(net.backbone, recipe.model.pretrained, list(classes),
+                                                         recipe.model.head_labels)
     fit_normalizer(net, store, train_table, seed)
+    if t.epochs == 0:  # zero-shot: the pretrained network as loaded
+        info: dict[str, Any] = {"seed": seed, "epochs_run": 0, "best_epoch": None, "monitor": None, "best_score": None,
+                "train_seconds": 0.0, "train_segments": len(train_table), "val_segments": len(val_table),
+                "augmentation": [],
+                "parameters": int(sum(p.numel() for p in net.parameters())),
+                **({"pretrained": pretrained} if pretrained else {})}
+        if is_global_zero():
+            atomic_write_json(folder / "fit.json", info)
+        return FitResult(net.cpu().eval(), info)
     class_weights = None
     if t.class_balance == "weights":
         counts = np.bincount(train_set.segment_labels(), minlength=num_classes).astype(np.float64)

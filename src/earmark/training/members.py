@@ -86,7 +86,7 @@ def fit_member(recipe: Recipe, ds: "Dataset", fold: "Fold", train: np.ndarray, v
             from .distill import teacher_for_fold
 
             teacher = teacher_for_fold(recipe, ds, fold)
-        result = fit_network(recipe, num_classes, ds.store, ds.label_index, train, val, folder, seed, teacher)
+        result = fit_network(recipe, list(ds.labels), ds.store, ds.label_index, train, val, folder, seed, teacher)
         save_net(result.net, folder / "model.safetensors")
         return {"kind": "net", **result.info}
     if recipe.distill.teacher:
