@@ -12,9 +12,12 @@ whole clip: they last 3-12 s) and with SI-SDR (Le Roux et al. 2019, "SDR - half-
 score. The settings of each separator are first tuned on every 16th clip (median SDR improvement), then the
 chosen setting runs on all clips.
 
-Singer gender: 3 folds grouped by singer (``--group singer``; leave-one-singer-out did not fit the shared CPU, see
-``SIZED``); settings sized so that each row takes minutes (stated in the table), wall time next to every accuracy. The 4-class task
-(female solo / male solo / duet / no voice) is built here from MIR-1K's channels.
+Singer gender: leave one singer out (``--group singer``, 6 folds): the zero-shot AudioSet network (recipe
+``singer-gender``) on the mixture, on REPET vocals and on the true voice channel; it fine-tuned; the published
+system's structure (recipe ``singer-gender-published``) sized to minutes per row with each separator, a seed ensemble
+and one ResNet-34; the default recipe. Wall time next to every accuracy. The 4-class task (female solo / male solo /
+duet / no voice) is built here from MIR-1K's channels. Needs the mn04_as weights in ``$EARMARK_WEIGHTS`` (default
+here: ../shared/weights).
 
 Writes docs/benchmarks/music.md (music-quick.md with --quick) and its plot.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 import warnings
@@ -274,35 +278,55 @@ bench/out/music, so an interrupted run resumes and the wall time then covers onl
 # ------------------------------------------------------------------------------------- singer gender
 
 
-# Sized so that one row (6 leave-one-singer-out folds) takes minutes on the shared 2-core CPU: one member, a few
-# epochs, the small CNN instead of ResNet-34 (ResNet-34 costs ~0.9 GFLOP per 3 s snippet forward, about 20x cnn5).
-# Leave-one-singer-out (6 folds x 5 epochs) ran at about 1-2 min per epoch on the loaded shared CPU (an hour per row),
-# so the rows use 3 folds grouped by singer (each test fold holds 2 singers never trained on) and 3 epochs.
-SIZED = ["split.method=kfold", "split.folds=3", "ensemble.members=1", "model.name=cnn5", "train.loggers=[csv]",
-         "train.progress=false", "train.schedule.t0=3"]
-GENDER_EPOCHS = 3  # one cosine cycle (t0=3)
+#: every singer-gender row: leave one singer out (6 folds, each test fold one singer never trained on)
+LOSO = ["split.method=logo", "train.loggers=[csv]", "train.progress=false"]
+#: the published system's structure (recipe singer-gender-published: 3 s snippets, 40 bands) sized to minutes per
+#: row on 2 cores: one cnn5 (ResNet-34 costs ~20x per snippet), 5 epochs (one cosine cycle)
+SCRATCH = LOSO + ["model.name=cnn5", "ensemble.members=1", "train.epochs=5", "train.schedule.t0=5"]
+TUNED_REPET = ["audio.separation=repet", "audio.separation_options={min_distance_s: 0.5}"]  # the separation table's
+#: the AudioSet network's own answer (recipe singer-gender, which ships it): no training
+ZERO_SHOT = LOSO + ["train.epochs=0"]
 #: name -> (recipe, overrides, description); run in this order until the time budget is spent.
 GENDER_ROWS: dict[str, tuple[str, list[str], str]] = {
-    "sg-mix": ("singer-gender", SIZED + ["audio.separation=none"], "singer-gender, mixture (no separation)"),
-    "sg-voice": ("singer-gender", SIZED + ["audio.separation=none", "audio.channels=right"],
-                 "singer-gender, true voice channel (audio.channels=right)"),
-    "sg-repet": ("singer-gender", SIZED + ["audio.separation=repet"], "singer-gender, REPET-SIM vocals"),
-    "sg-hpss": ("singer-gender", SIZED + ["audio.separation=hpss"], "singer-gender, two-stage HPSS vocals"),
-    "default": ("default", ["split.method=kfold", "split.folds=3", "train.loggers=[csv]", "train.progress=false",
-                            "train.schedule.t0=3"],
-                "default recipe (cnn5, 1 s segments), mixture"),
+    "zs-mix": ("singer-gender", ZERO_SHOT, "zero-shot mn04_as (Female vs Male singing), mixture"),
+    "zs-repet": ("singer-gender", ZERO_SHOT + TUNED_REPET, "zero-shot mn04_as, REPET vocals"),
+    "zs-voice": ("singer-gender", ZERO_SHOT + ["audio.channels=right"],
+                 "zero-shot mn04_as, true voice channel (upper bound)"),
+    "ft-mix": ("singer-gender", LOSO + ["train.epochs=3"],
+               "mn04_as fine-tuned 3 epochs from those two outputs, mixture"),
+    "sg-mix": ("singer-gender-published", SCRATCH + ["audio.separation=none"], "scratch cnn5, mixture"),
+    "sg-repet": ("singer-gender-published", SCRATCH + TUNED_REPET, "scratch cnn5, REPET vocals"),
+    "sg-hpss": ("singer-gender-published", SCRATCH + ["audio.separation=hpss"], "scratch cnn5, HPSS vocals"),
+    "sg-voice": ("singer-gender-published", SCRATCH + ["audio.separation=none", "audio.channels=right"],
+                 "scratch cnn5, true voice channel (upper bound)"),
+    "cnn5-x5": ("singer-gender-published", SCRATCH + TUNED_REPET + ["ensemble.members=5"],
+                "scratch cnn5, 5-seed ensemble, REPET vocals"),
+    "resnet34": ("singer-gender-published", SCRATCH + TUNED_REPET + ["model.name=resnet34"],
+                 "scratch ResNet-34 (one), REPET vocals"),
+    "default": ("default", LOSO, "default recipe (scratch cnn5, 1 s segments, 40 epochs), mixture"),
 }
-FOUR_ROW = ("singer-gender", SIZED + ["audio.separation=none"], "singer-gender, mixture (no separation)")
+#: the default recipe's leave-one-singer-out run is also a row of bench/pretrained.py: read it when it is there
+SHARED_RUNS = {"default": ROOT / "bench" / "out" / "pretrained" / "mir1k-gender-scratch"}
+#: the 4-class task: the published structure, sized as above; and the pretrained network with two of its four
+#: output rows started from Female / Male singing (the duet and no-voice rows new), fine-tuned
+FOUR_ROWS: dict[str, tuple[str, list[str], str]] = {
+    "four-scratch": ("singer-gender-published", SCRATCH + ["audio.separation=none"], "scratch cnn5, mixture"),
+    "four-ft": ("singer-gender", LOSO + ["train.epochs=3"], "mn04_as fine-tuned 3 epochs, mixture"),
+}
 
 
-def train_row(name: str, data: Path, recipe: str, overrides: list[str], quick: bool, epochs: int) -> dict[str, Any]:
-    """Train one row (or read it when an earlier call finished it); its metrics and first wall time."""
+def train_row(name: str, data: Path, recipe: str, overrides: list[str], quick: bool) -> dict[str, Any]:
+    """Train one row (or read it when an earlier call, or bench/pretrained.py for a shared run, finished it); its
+    metrics and first wall time."""
     import earmark
 
-    overrides = [*overrides, f"train.epochs={epochs}"]
     if quick:
-        overrides += ["data.max_files_per_class=6", "train.epochs=1"]
+        overrides = [*overrides, "data.max_files_per_class=6", "split.max_folds=2"] + (
+            ["train.epochs=1"] if "train.epochs=0" not in overrides else [])
     out = OUT / "runs" / (name + ("-quick" if quick else ""))
+    shared = SHARED_RUNS.get(name)
+    if shared is not None and not quick and (shared.parent / f"{shared.name}.wall.json").is_file():
+        out = shared
     marker = out.parent / f"{out.name}.wall.json"
     info = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
     if info.get("status") == "complete" and marker.is_file():
@@ -311,14 +335,16 @@ def train_row(name: str, data: Path, recipe: str, overrides: list[str], quick: b
         _, wall = timed_once(marker, lambda: earmark.train(data, out, recipe, overrides, group="singer",
                                                            show_progress=False))
     metrics = json.loads((out / "metrics.json").read_text())
-    return {"metrics": metrics, "wall_s": wall, "overrides": overrides, "recipe": recipe}
+    return {"metrics": metrics, "wall_s": wall, "overrides": overrides, "recipe": recipe, "folder": str(out)}
 
 
 def row_line(desc: str, r: dict[str, Any]) -> list[str]:
     m = r["metrics"]
     folds = ", ".join(f"{100 * f['track_accuracy']:.0f}" for f in m["folds"].values())
     settings = " ".join(o for o in r["overrides"] if not o.startswith(("train.loggers", "split.method", "train.progress")))
-    return [desc, pct(m["track_accuracy"], m.get("track_accuracy_std")), pct(m["segment_accuracy"]),
+    c = m["confusion"]
+    pooled = sum(c[i][i] for i in range(len(c))) / max(1, sum(map(sum, c)))
+    return [desc, pct(m["track_accuracy"], m.get("track_accuracy_std")), pct(pooled), pct(m["segment_accuracy"]),
             f"{r['wall_s'] / 60:.1f} min", f"{m['train_seconds'] / 60:.1f} min", folds, f"`{r['recipe']}` {settings}"]
 
 
@@ -372,63 +398,67 @@ def build_fourclass(root: Path, per_class: int, seed: int = 0) -> Path:
     return root
 
 
+HEADERS = ["system", "track accuracy (mean ± std over folds)", "pooled accuracy", "segment accuracy", "wall time",
+           "of which training", "per fold (%)", "recipe and settings"]
+
+
 def gender(quick: bool, parts: list[str], rows: list[str], budget_min: float) -> tuple[str, dict[str, Any]]:
     """The singer-gender table (and the 4-class table): rows in order until ``budget_min`` is spent."""
+    os.environ.setdefault("EARMARK_WEIGHTS", str(SHARED.parent / "weights"))
     started = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
     not_run: list[str] = []
-    epochs = GENDER_EPOCHS
+
+    def spent() -> bool:
+        return (time.perf_counter() - started) / 60 > budget_min
+
     if "gender" in parts:
         for name in rows:
             recipe, overrides, desc = GENDER_ROWS[name]
-            if (time.perf_counter() - started) / 60 > budget_min:
+            if spent():
                 not_run.append(desc)
                 continue
             print(f"[music] gender {name} ...", flush=True)
-            results[name] = train_row(name, MIR1K, recipe, overrides, quick, epochs)
+            results[name] = train_row(name, MIR1K, recipe, overrides, quick)
             print(f"[music] gender {name}: {pct(results[name]['metrics']['track_accuracy'])} in "
                   f"{results[name]['wall_s'] / 60:.1f} min", flush=True)
-    four: dict[str, Any] | None = None
+    four: dict[str, dict[str, Any]] = {}
     if "fourclass" in parts:
-        if (time.perf_counter() - started) / 60 > budget_min:
-            not_run.append("the 4-class task")
-        else:
-            data = build_fourclass(OUT / ("fourclass" + ("-quick" if quick else "")), 3 if quick else FOUR_PER_CLASS)
-            recipe, overrides, desc = FOUR_ROW
-            four = train_row("fourclass", data, recipe, overrides, quick, epochs)
-    body = "### Singer gender on MIR-1K, 3 folds grouped by singer (2 unseen singers per test fold)\n\n"
+        data = build_fourclass(OUT / ("fourclass" + ("-quick" if quick else "")), 3 if quick else FOUR_PER_CLASS)
+        for name, (recipe, overrides, desc) in FOUR_ROWS.items():
+            if spent():
+                not_run.append(f"4-class: {desc}")
+                continue
+            print(f"[music] 4-class {name} ...", flush=True)
+            four[name] = train_row(name, data, recipe, overrides, quick)
+            print(f"[music] 4-class {name}: {pct(four[name]['metrics']['track_accuracy'])}", flush=True)
+    body = "### Singer gender on MIR-1K, leave one singer out (6 folds)\n\n"
     if results:
-        body += md_table(["system", "track accuracy (mean ± std over folds)", "segment accuracy", "wall time",
-                          "of which training", "per fold (%)", "recipe and settings"],
-                         [row_line(GENDER_ROWS[n][2], r) for n, r in results.items()]) + "\n\n"
-        body += bar_chart("music-gender" + ("-quick" if quick else ""), [GENDER_ROWS[n][2].split(", ")[-1]
-                          for n in results], {"track accuracy (%)": [100 * r["metrics"]["track_accuracy"]
-                                                                      for r in results.values()]},
-                          "track accuracy (%)", "Singer gender, singers unseen in training") + "\n\n"
-    if four is not None:
+        body += md_table(HEADERS, [row_line(GENDER_ROWS[n][2], r) for n, r in results.items()]) + "\n\n"
+        body += bar_chart("music-gender" + ("-quick" if quick else ""), [GENDER_ROWS[n][2] for n in results],
+                          {"track accuracy (%)": [100 * r["metrics"]["track_accuracy"] for r in results.values()]},
+                          "track accuracy (%)", "Singer gender, leave one singer out (MIR-1K)") + "\n\n"
+        body += (
+            "Each of the 6 folds tests one singer (3 female, 3 male) never heard in training, so a fold's accuracy is "
+            "the share of that singer's clips called right; the mean over folds weighs singers equally, the pooled "
+            "accuracy weighs clips. Wall time is the whole `earmark train` on this machine, run one row after "
+            "another: decoding (and separating) every file the first time its audio settings are used, then every "
+            "fold; a row that reuses an earlier row's prepared store does not pay for decoding again. Zero-shot "
+            "rows train nothing (`train.epochs=0`): their folds differ only in which singer is scored. Scratch rows "
+            "use the published system's input (recipe `singer-gender-published`: 3 s snippets, 40 mel bands, "
+            "10 ms hop) sized to minutes: one cnn5 and 5 epochs unless the row says otherwise. The default "
+            "recipe's row is bench/pretrained.py's run of it when that benchmark ran first.\n\n")
+    if four:
         body += ("### The 4-class task (female solo / male solo / duet / no voice)\n\nBuilt in this script from "
-                 "MIR-1K's channels: " + str(FOUR_PER_CLASS) + " examples per class for each of 3 singer pairs (annar+abjones, heycat+bobon, "
-                 "titon+bug), every voice and accompaniment used within its pair only; leave one pair out (3 folds). "
-                 "The audit warns of near-identical recordings under two labels: a duet and a solo, or a solo and "
-                 "its accompaniment alone, can share material, always within one pair (one side of every split). "
-                 "Chance: 25%.\n\n" + md_table(["system", "track accuracy", "segment accuracy", "wall time",
-                                                  "of which training", "per fold (%)", "recipe and settings"],
-                                                 [row_line(FOUR_ROW[2], four)]) + "\n\n")
-    body += ("Leave-one-singer-out (6 folds, 5 epochs) ran at 1-2 min per epoch on this shared CPU, about an hour per "
-             "row, so every row uses 3 folds grouped by singer (`--group singer`, `split.method=kfold`): each test "
-             "fold holds one female and one male singer never trained on. ")
-    body += (f"Sizes: one member, {epochs} epochs (one cosine cycle), cnn5 instead of ResNet-34 (singer-gender's 3 s "
-             "snippets, 40 bands, 10 ms hop; the default recipe its own 1 s segments, 64 bands). Wall time is the "
-             "whole `earmark train`: decoding (and separating) every file the first time its audio settings are "
-             "used, then every fold (the default recipe reused the mixture's prepared store). The rows ran one after "
-             "another while the load of the shared 2-core CPU fell from about 16 to 3 (other sessions finished): "
-             "the first rows' times are inflated up to 10x and the times are not comparable between rows; on the "
-             "idle machine a row's training took under a minute (sg-hpss: 22 s, default: 27 s). "
-             "ResNet-34 (about 20x cnn5's cost per snippet) and seed ensembles (the issue's full table) did not fit "
-             "this session's CPU budget; the zero-shot mn04 rows (another branch) are not here.")
+                 f"MIR-1K's channels: {FOUR_PER_CLASS} examples per class for each of 3 singer pairs (annar+abjones, "
+                 "heycat+bobon, titon+bug), every voice and accompaniment used within its pair only; leave one pair "
+                 "out (3 folds). The audit warns of near-identical recordings under two labels: a duet and a solo, "
+                 "or a solo and its accompaniment alone, can share material, always within one pair (one side of "
+                 "every split). Chance: 25%.\n\n"
+                 + md_table(HEADERS, [row_line(FOUR_ROWS[n][2], r) for n, r in four.items()]) + "\n\n")
     if not_run:
-        body += " Not run (time budget spent): " + "; ".join(not_run) + "."
-    return body + "\n", {"rows": results, "fourclass": four, "not_run": not_run, "epochs": epochs}
+        body += "Not run (time budget spent): " + "; ".join(not_run) + ".\n"
+    return body, {"rows": results, "fourclass": four, "not_run": not_run}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,7 +22,7 @@ from earmark.jobs.train import train
 
 from .conftest import shared_dataset
 
-PUBLISHED = ["singer-gender", "genre-classical-vs-deep", "genre-crnn", "genre-resnet", "keyword-5fold"]
+PUBLISHED = ["singer-gender-published", "genre-classical-vs-deep", "genre-crnn", "genre-resnet", "keyword-5fold"]
 
 #: every tiny run: one epoch, CSV logs only, small evaluation batches (the comparison times a few of them)
 TINY = ["train.epochs=1", "train.loggers=[csv]", "eval.batch_size=16", "data.workers=2"]
@@ -62,7 +62,7 @@ def _input_shape(recipe_name: str, variant: str | None = None) -> tuple[int, ...
 
 
 @pytest.mark.parametrize("name,variant,shape", [
-    ("singer-gender", None, (1, 1, 299, 40)),                  # 3 s at 16 kHz, 25/10 ms, 40 bands
+    ("singer-gender-published", None, (1, 1, 299, 40)),        # 3 s at 16 kHz, 25/10 ms, 40 bands
     ("genre-crnn", None, (1, 1, 129, 100)),                    # about 130 frames x 100 bands
     ("keyword-5fold", None, (1, 1, 99, 128)),                  # 1 s, 128 bands
     ("genre-resnet", "resnet18", (1, 3, 224, 224)),            # an image for an ImageNet backbone
@@ -75,7 +75,7 @@ def test_recipes_feed_their_models_the_published_input(name: str, variant: str |
 
 
 def test_recipe_settings_match_the_systems():
-    sg = load_recipe("singer-gender")
+    sg = load_recipe("singer-gender-published")
     assert (sg.audio.separation, sg.model.name, sg.train.optimizer, sg.train.lr, sg.train.weight_decay) == \
         ("repet", "resnet34", "adamw", 3e-4, 1e-5)
     assert (sg.split.method, sg.split.test_size, sg.split_seed, sg.ensemble.members, sg.ensemble.voting) == \
@@ -166,7 +166,7 @@ def _check_variants(run: Path, variants: list[str], members: int = 1) -> dict:
 @pytest.mark.slow
 def test_singer_gender_smoke(tmp_path: Path):
     data = shared_dataset("esc10")
-    run = train(data, tmp_path / "run", "singer-gender",
+    run = train(data, tmp_path / "run", "singer-gender-published",
                 [*TINY, "data.max_files_per_class=3", "ensemble.members=2"], show_progress=False).path
     m = _check_run(run, members=2)
     assert m["split_method"] == "holdout"

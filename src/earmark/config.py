@@ -125,9 +125,9 @@ class ModelConfig(_Section):
         "features stages: for EfficientAT the input convolution is block 0).")
     unfreeze_after: int | None = Field(None, ge=0, description="Unfreeze the backbone after N epochs.")
     head_labels: dict[str, str] | None = Field(
-        None, description="With pretrained weights: start the new head from the pretrained head's rows for these "
-        "labels, one per class ({female: Female singing, male: Male singing}); with train.epochs=0 that is a "
-        "zero-shot classifier.")
+        None, description="With pretrained weights: start the new head's rows from the pretrained head's rows for "
+        "these labels ({female: Female singing, male: Male singing}); a class not named starts afresh; with "
+        "train.epochs=0 (every class named) it is a zero-shot classifier.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra arguments of the model factory.")
 
 

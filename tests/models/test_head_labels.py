@@ -45,6 +45,16 @@ def test_a_label_the_checkpoint_lacks_or_a_class_without_one_is_a_clear_error(we
         head_from_labels(net, "mn04_as", ["f", "m"], {"f": "Female singing"})
 
 
+def test_a_class_without_a_label_keeps_a_new_row_when_training_follows(weights_env):
+    net = build_mn(0.4, num_classes=3).eval()
+    fresh = net.get_classifier().weight.detach().clone()
+    chosen = head_from_labels(net, "mn04_as", ["female", "duet", "male"],
+                              {"female": "Female singing", "male": "Male singing"}, require_all=False)
+    assert chosen == {"female": "Female singing", "male": "Male singing"}
+    w = net.get_classifier().weight.detach()
+    assert torch.equal(w[1], fresh[1]) and not torch.equal(w[0], fresh[0]) and not torch.equal(w[2], fresh[2])
+
+
 def test_zero_epochs_needs_head_labels_and_head_labels_need_pretrained_weights():
     with pytest.raises(ConfigError, match="train.epochs=0"):
         load_recipe("pretrained", ["train.epochs=0"])

@@ -199,17 +199,18 @@ def _named_in(model: nn.Module, sub: nn.Module) -> list[tuple[str, Tensor]]:
     return [(f"{prefix}.{k}" if prefix else k, v) for k, v in sub.state_dict().items()]
 
 
-def head_from_labels(model: nn.Module, source: str | Path, classes: list[str], mapping: dict[str, str]
-                     ) -> dict[str, str]:
-    """Set the classifier head of ``model`` (one row per class, in ``classes`` order) to the rows of the
-    pretrained head in ``source`` for the labels ``mapping`` gives each class; returns ``{class: label}``.
+def head_from_labels(model: nn.Module, source: str | Path, classes: list[str], mapping: dict[str, str],
+                     require_all: bool = True) -> dict[str, str]:
+    """Set the rows of ``model``'s classifier head (one per class, in ``classes`` order) for the classes that
+    ``mapping`` names to the pretrained head's rows for those labels; returns ``{class: label}`` of the rows set.
 
     The label names come from the checkpoint's class list (AudioSet's for the EfficientAT checkpoints: the
-    CSV beside the weights, else the copy shipped with earmark).
+    CSV beside the weights, else the copy shipped with earmark). A class ``mapping`` does not name keeps its new
+    row (to be trained), unless ``require_all`` (no training follows: every class needs a label).
 
     Raises:
-        ConfigError: a class without a label, a label the checkpoint does not have, or a file without a head
-            of that many labels.
+        ConfigError: a class without a label (with ``require_all``), a label the checkpoint does not have, or a
+            file without a head of that many labels.
     """
     import difflib
 
@@ -219,20 +220,26 @@ def head_from_labels(model: nn.Module, source: str | Path, classes: list[str], m
     from .weights import resolve_weights
 
     missing = [c for c in classes if c not in mapping]
-    if missing:
+    if missing and require_all:
         raise ConfigError(f"model.head_labels has no label for class(es) {', '.join(missing)} "
-                          f"(classes: {', '.join(classes)}); give one per class, e.g. {{{classes[0]}: 'Speech'}}")
+                          f"(classes: {', '.join(classes)}); with train.epochs=0 every class needs one, "
+                          f"e.g. {{{classes[0]}: 'Speech'}}")
+    mapped = [c for c in classes if c in mapping]
+    if not mapped:
+        log.warning("model.head_labels names none of the classes of this data (%s): the head starts afresh",
+                    ", ".join(classes))
+        return {}
     path = resolve_weights(source)
     names = audioset_labels(path)
     index = {n.lower(): i for i, n in enumerate(names)}
-    rows = []
-    for c in classes:
+    rows = {}
+    for c in mapped:
         label = mapping[c]
         if label.lower() not in index:
             near = difflib.get_close_matches(label, names, n=3)
             raise ConfigError(f"model.head_labels: {label!r} (class {c}) is not a label of {Path(path).name}"
                               + (f"; did you mean {', '.join(map(repr, near))}?" if near else ""))
-        rows.append(index[label.lower()])
+        rows[c] = index[label.lower()]
     head = classifier_head(model)
     if not isinstance(head, nn.Linear) or head.out_features != len(classes):
         raise ConfigError(f"model.head_labels needs a linear classifier head with one output per class; "
@@ -244,11 +251,13 @@ def head_from_labels(model: nn.Module, source: str | Path, classes: list[str], m
         raise ConfigError(f"model.head_labels: {path} has no {len(names)}-label classifier layer of input size "
                           f"{head.in_features} to start the head from")
     bias = state.get(key[:-len("weight")] + "bias")
-    pick = torch.tensor(rows)
+    ours = torch.tensor([classes.index(c) for c in mapped])
+    theirs = torch.tensor([rows[c] for c in mapped])
     with torch.no_grad():
-        head.weight.copy_(state[key][pick].to(head.weight.dtype))
+        head.weight[ours] = state[key][theirs].to(head.weight.dtype)
         if head.bias is not None:
-            head.bias.copy_(bias[pick].to(head.bias.dtype) if bias is not None else torch.zeros_like(head.bias))
-    chosen = {c: names[i] for c, i in zip(classes, rows)}
-    log.info("classifier head started from the pretrained labels %s", chosen)
+            head.bias[ours] = bias[theirs].to(head.bias.dtype) if bias is not None else 0.0
+    chosen = {c: names[rows[c]] for c in mapped}
+    log.info("classifier head started from the pretrained labels %s%s", chosen,
+             f"; new rows for {', '.join(missing)}" if missing else "")
     return chosen

@@ -162,7 +162,7 @@ def fit_network(
             from ..models.pretrained import head_from_labels
 
             pretrained["head_labels"] = head_from_labels(net.backbone, recipe.model.pretrained, list(classes),
-                                                         recipe.model.head_labels)
+                                                         recipe.model.head_labels, require_all=t.epochs == 0)
     fit_normalizer(net, store, train_table, seed)
     if t.epochs == 0:  # zero-shot: the pretrained network as loaded
         info: dict[str, Any] = {"seed": seed, "epochs_run": 0, "best_epoch": None, "monitor": None, "best_score": None,
