@@ -314,6 +314,7 @@ SHARED_RUNS = {"default": ROOT / "bench" / "out" / "pretrained" / "mir1k-gender-
 FOUR_ROWS: dict[str, tuple[str, list[str], str]] = {
     "four-scratch": ("singer-gender-published", SCRATCH + ["audio.separation=none"], "scratch cnn5, mixture"),
     "four-ft": ("singer-gender", LOSO + ["train.epochs=3"], "mn04_as fine-tuned 3 epochs, mixture"),
+    "four-probe": ("pretrained-probe", LOSO + ["model.name=probe_mlp"], "probe_mlp on frozen mn04_as, mixture"),
 }
 
 
@@ -343,7 +344,8 @@ def train_row(name: str, data: Path, recipe: str, overrides: list[str], quick: b
 def row_line(desc: str, r: dict[str, Any]) -> list[str]:
     m = r["metrics"]
     folds = ", ".join(f"{100 * f['track_accuracy']:.0f}" for f in m["folds"].values())
-    settings = " ".join(o for o in r["overrides"] if not o.startswith(("train.loggers", "split.method", "train.progress")))
+    last = {o.split("=", 1)[0]: o for o in r["overrides"]}  # a later setting of a key replaces an earlier one
+    settings = " ".join(o for o in last.values() if not o.startswith(("train.loggers", "split.method", "train.progress")))
     c = m["confusion"]
     pooled = sum(c[i][i] for i in range(len(c))) / max(1, sum(map(sum, c)))
     return [desc, pct(m["track_accuracy"], m.get("track_accuracy_std")), pct(pooled), pct(m["segment_accuracy"]),
@@ -449,7 +451,9 @@ def gender(quick: bool, parts: list[str], rows: list[str], budget_min: float) ->
             "rows train nothing (`train.epochs=0`): their folds differ only in which singer is scored. Scratch rows "
             "use the published system's input (recipe `singer-gender-published`: 3 s snippets, 40 mel bands, "
             "10 ms hop) sized to minutes: one cnn5 and 5 epochs unless the row says otherwise. The default "
-            "recipe's row is bench/pretrained.py's run of it when that benchmark ran first.\n\n")
+            "recipe's row is bench/pretrained.py's run of it when that benchmark ran first. ResNet-34 ran 3 epochs "
+            "to fit minutes (6 min for all folds); the published 15 epochs x 20 seeds would take about 10 hours "
+            "here.\n\n")
     if four:
         body += ("### The 4-class task (female solo / male solo / duet / no voice)\n\nBuilt in this script from "
                  f"MIR-1K's channels: {FOUR_PER_CLASS} examples per class for each of 3 singer pairs (annar+abjones, "
