@@ -134,8 +134,9 @@ def test_separation_options_reach_the_separator_and_unknown_ones_are_refused():
     with pytest.raises(ConfigError, match="min_distance is not a setting of repet.*min_distance_s"):
         separate_vocals(mix, SR, "repet", options={"min_distance": 0.5})
     with pytest.raises(ConfigError, match="min_distance_s is not a setting of audio.separation=hpss"):
-        load_recipe("singer-gender", ["audio.separation=hpss", "audio.separation_options={min_distance_s: 0.5}"])
-    recipe = load_recipe("singer-gender", ["audio.separation_options={max_repetitions: 20}"])
+        load_recipe("singer-gender-published", ["audio.separation=hpss",
+                                                "audio.separation_options={min_distance_s: 0.5}"])
+    recipe = load_recipe("singer-gender-published", ["audio.separation_options={max_repetitions: 20}"])
     assert recipe.audio.separation_options == {"max_repetitions": 20}
 
 
