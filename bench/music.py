@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-defaults", action="store_true",
                     help="score only the tuned settings on all clips, not also the library defaults")
     ap.add_argument("--all-clips", action="store_true", help="score every separator on every clip (hpss: >1 h)")
-    ap.add_argument("--budget-min", type=float, default=60.0, help="no new training row starts after this")
+    ap.add_argument("--budget-min", type=float, default=90.0, help="no new training row starts after this")
     ap.add_argument("--quick", action="store_true", help="a few clips, 1 epoch: a smoke test")
     args = ap.parse_args(argv)
     if not (MIR1K / "manifest.csv").is_file():

@@ -12,8 +12,8 @@ Protocols:
 - MIR-1K singer gender, leave-one-singer-out (6 folds, ``--group singer``; the stereo files are mixed down to
   mono: accompaniment + voice, the song as a listener hears it).
 
-    python bench/pretrained.py                 # probe rows (minutes each on 2 cores once decoded)
-    python bench/pretrained.py --systems probe,probe_mlp,finetune,zeroshot,mir1k-gender:scratch   # the table in docs
+    python bench/pretrained.py                 # the table in docs (about an hour on 2 idle cores)
+    python bench/pretrained.py --systems probe,probe_mlp     # probe rows only (minutes)
     python bench/pretrained.py --systems probe,finetune --only esc10
     python bench/pretrained.py --quick         # tiny smoke version
 
@@ -116,7 +116,7 @@ def row(title: str, system: str, m: dict[str, Any], wall_s: float, max_folds: in
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default=",".join(PROTOCOLS), help="comma-separated protocols")
-    ap.add_argument("--systems", default="probe,probe_mlp",
+    ap.add_argument("--systems", default="probe,probe_mlp,finetune,zeroshot,mir1k-gender:scratch",
                     help=f"comma-separated, of {', '.join(SYSTEMS)}; a protocol:system pair runs that system on "
                          "that protocol only (e.g. mir1k-gender:probe_repet)")
     ap.add_argument("--finetune-folds", type=int, default=None,
