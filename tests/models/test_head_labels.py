@@ -94,3 +94,7 @@ def test_a_zero_shot_run_names_real_esc10_clips_without_training(weights_env, tm
     assert fit["epochs_run"] == 0 and fit["pretrained"]["head_labels"]["dog"] == "Dog"
     answer = Predictor(out).predict_file(str(esc10 / picked[1][0]["path"]))
     assert answer["label"] == picked[1][0]["label"]
+    from earmark.inference.onnx import export_and_verify
+
+    _, diff = export_and_verify(out, tmp_path / "zero-shot.onnx")  # one graph, waveform to probabilities
+    assert diff is not None and diff < 1e-4
