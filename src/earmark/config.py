@@ -338,14 +338,13 @@ class Recipe(_Section):
         if self.segment.hop_s > self.segment.length_s * 4:
             raise ValueError("segment.hop_s is more than four segment lengths: most audio would be unused")
         if self.audio.separation_options:
-            from .audio.separate import separation_options
+            from .audio.separate import separator_kwargs
 
-            valid = separation_options(self.audio.separation)
-            unknown = sorted(set(self.audio.separation_options) - set(valid))
-            if unknown:
-                raise ValueError(f"audio.separation_options: {', '.join(unknown)} is not a setting of "
-                                 f"audio.separation={self.audio.separation}"
-                                 + (f" (its settings: {', '.join(valid)})" if valid else " (it has none)"))
+            try:
+                separator_kwargs(self.audio.separation, self.audio.separation_options,
+                                 f"audio.separation={self.audio.separation}")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
         if self.model.head_labels and not self.model.pretrained:
             raise ValueError("model.head_labels starts the head from pretrained weights: set model.pretrained "
                              "(e.g. mn04_as) or model.weights")

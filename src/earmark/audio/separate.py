@@ -326,6 +326,22 @@ def separation_options(method: str) -> dict[str, Any]:
             if p.default is not inspect.Parameter.empty}
 
 
+def separator_kwargs(method: str, options: Mapping[str, float] | None, setting: str | None = None
+                     ) -> dict[str, Any]:
+    """``options`` checked against :func:`separation_options` and typed as the separator takes them (50.0 -> 50
+    for an integer setting). ``setting`` names the method in the error (default: the method's name).
+
+    Raises:
+        ConfigError: an option the method does not have.
+    """
+    valid = separation_options(method)
+    unknown = sorted(set(options or {}) - set(valid))
+    if unknown:
+        raise ConfigError(f"audio.separation_options: {', '.join(unknown)} is not a setting of {setting or method}"
+                          + (f" (its settings: {', '.join(valid)})" if valid else " (it has none)"))
+    return {k: type(valid[k])(v) for k, v in (options or {}).items()}
+
+
 def separate_vocals(wave: np.ndarray, sample_rate: int, method: str = "repet", checkpoint: str | None = None,
                     chunk_s: float = 60.0, options: Mapping[str, float] | None = None) -> np.ndarray:
     """The vocals of a mono recording ``(samples,)``: same length, float32.
@@ -338,12 +354,7 @@ def separate_vocals(wave: np.ndarray, sample_rate: int, method: str = "repet", c
     if method not in METHODS:
         raise ConfigError(f"unknown vocal separation method {method!r}; use one of {', '.join(METHODS)} "
                           "(or audio.separation=none)")
-    valid = separation_options(method)
-    unknown = sorted(set(options or {}) - set(valid))
-    if unknown:
-        raise ConfigError(f"audio.separation_options: {', '.join(unknown)} is not a setting of {method}"
-                          + (f" (its settings: {', '.join(valid)})" if valid else " (it has none)"))
-    kwargs: dict[str, Any] = {k: type(valid[k])(v) for k, v in (options or {}).items()}  # 50.0 -> 50 for ints
+    kwargs = separator_kwargs(method, options)
     x = np.asarray(wave, dtype=np.float64)
     if x.ndim != 1:
         raise ValueError(f"separate_vocals takes a mono waveform (samples,), got shape {x.shape}")

@@ -116,6 +116,14 @@ def _strategy(recipe: Recipe) -> str:
     return recipe.train.strategy
 
 
+def _fit_info(seed: int, net: torch.nn.Module, train_segments: int, val_segments: int,
+              pretrained: dict[str, Any] | None, **fit: Any) -> dict[str, Any]:
+    """A member's ``fit.json``: its seed, what the fit did (``fit``), the data sizes and the network."""
+    return {"seed": seed, **fit, "train_segments": train_segments, "val_segments": val_segments,
+            "parameters": int(sum(p.numel() for p in net.parameters())),
+            **({"pretrained": pretrained} if pretrained else {})}
+
+
 def fit_network(
     recipe: Recipe,
     classes: list[str],
@@ -165,11 +173,8 @@ def fit_network(
                                                          recipe.model.head_labels, require_all=t.epochs == 0)
     fit_normalizer(net, store, train_table, seed)
     if t.epochs == 0:  # zero-shot: the pretrained network as loaded
-        info: dict[str, Any] = {"seed": seed, "epochs_run": 0, "best_epoch": None, "monitor": None, "best_score": None,
-                "train_seconds": 0.0, "train_segments": len(train_table), "val_segments": len(val_table),
-                "augmentation": [],
-                "parameters": int(sum(p.numel() for p in net.parameters())),
-                **({"pretrained": pretrained} if pretrained else {})}
+        info = _fit_info(seed, net, len(train_table), len(val_table), pretrained, epochs_run=0, best_epoch=None,
+                         monitor=None, best_score=None, train_seconds=0.0, augmentation=[])
         if is_global_zero():
             atomic_write_json(folder / "fit.json", info)
         return FitResult(net.cpu().eval(), info)
@@ -236,16 +241,10 @@ def fit_network(
         net.backbone = getattr(net.backbone, "_orig_mod", net.backbone)
     net = net.cpu().eval().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     score = checkpoint.best_model_score
-    info = {
-        "seed": seed, "epochs_run": int(trainer.current_epoch),
-        "best_epoch": best_epoch, "monitor": monitor,
-        "best_score": float(score) if score is not None else None,
-        "train_seconds": seconds,
-        "train_segments": len(train_table), "val_segments": len(val_table),
-        "augmentation": module.describe_augmentation(),
-        "parameters": int(sum(p.numel() for p in net.parameters())),
-        **({"pretrained": pretrained} if pretrained else {}),
-    }
+    info = _fit_info(seed, net, len(train_table), len(val_table), pretrained,
+                     epochs_run=int(trainer.current_epoch), best_epoch=best_epoch, monitor=monitor,
+                     best_score=float(score) if score is not None else None, train_seconds=seconds,
+                     augmentation=module.describe_augmentation())
     if trainer.is_global_zero:
         atomic_write_json(folder / "fit.json", info)
     return FitResult(net, info)
