@@ -120,6 +120,18 @@ def test_offline_and_missing_says_what_to_get_and_where_to_put_it(weights_dir, m
         resolve_weights("mn04_as")
 
 
+def test_training_without_its_checkpoint_fails_before_decoding_anything(weights_dir, monkeypatch, tmp_path):
+    import earmark
+
+    from ..conftest import make_class_folders
+
+    monkeypatch.setenv("EARMARK_OFFLINE", "1")
+    data = make_class_folders(tmp_path / "data", per_class=2)
+    with pytest.raises(WeightsError, match="mn04_as_mAP_432.pt"):
+        earmark.train(data, tmp_path / "run", "singer-gender", show_progress=False)
+    assert not (tmp_path / "run").exists()  # it stopped before making the run folder
+
+
 def test_download_from_a_local_server_once(server, weights_dir, monkeypatch):
     root, base, asked = server
     sha = _small_checkpoint(root / "tiny.pt")

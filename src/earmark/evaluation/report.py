@@ -25,6 +25,10 @@ def _model_line(r: "Recipe") -> str:
     if not spec.is_deep:
         return (f"- model: {r.model.name} (scikit-learn pipeline on summary features of each segment); "
                 f"members per fold: {r.ensemble.members}")
+    if r.train.epochs == 0:
+        labels = ", ".join(f"{c}: {lbl}" for c, lbl in (r.model.head_labels or {}).items())
+        return (f"- model: {r.model.name} with pretrained {r.model.pretrained}, zero-shot (no training): each class "
+                f"answered by the pretrained output it names ({labels})")
     return (f"- model: {r.model.name}; {r.train.epochs} epochs max, batch {r.train.batch_size}, {r.train.optimizer} "
             f"lr {r.train.lr:g}, schedule {r.train.schedule.name}; members per fold: {r.ensemble.members}"
             + (f" ({r.ensemble.kind}, {r.ensemble.voting} voting)" if r.ensemble.members > 1 else "")

@@ -78,6 +78,10 @@ def train(data: str | Path, out: str | Path, recipe: str | Recipe = "default", o
     if not is_global_zero():  # another process of a distributed (DDP) fit: join the fits, write nothing
         follow(data, out, rec)
         return RunFolder(Path(out))
+    if rec.model.pretrained:  # a missing checkpoint (offline) fails now, not after decoding the data
+        from ..models.weights import resolve_weights
+
+        resolve_weights(rec.model.pretrained)
     run = RunFolder(Path(out))
     run.start(rec, str(data))
     if rec.variants:
